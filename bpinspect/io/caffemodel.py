@@ -1,0 +1,295 @@
+"""Weights (``.caffemodel``): a binary ``NetParameter`` whose layers carry blobs.
+
+Reading follows Caffe's ``ReadNetParamsFromBinaryFileOrDie`` (parse, then
+``UpgradeNetAsNeeded``: the published ``bvlc_reference_caffenet.caffemodel``
+is a V1 net); copying into a net follows ``Net::CopyTrainedLayersFrom``
+(match layers by name, check blob counts and shapes with
+``Blob::ShapeEquals``, ignore layers the net lacks). Blobs convert with
+``Blob::FromProto``'s rules: the legacy ``num/channels/height/width`` win
+over ``shape`` when present, and ``double_data`` over ``data``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import secrets
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from google.protobuf.message import DecodeError
+
+from bpinspect.backend import to_host
+from bpinspect.errors import BpinspectError
+from bpinspect.io.prototxt import read_bytes
+from bpinspect.io.upgrade import upgrade_net
+from bpinspect.proto import caffe_pb2
+
+if TYPE_CHECKING:
+    from bpinspect.engine.blob import Blob
+
+__all__ = [
+    "array_to_blob",
+    "blob_shape",
+    "blob_to_array",
+    "copy_trained_layers",
+    "format_shape",
+    "read_binaryproto",
+    "read_caffemodel",
+    "shape_equals",
+    "write_caffemodel",
+]
+
+Shape = tuple[int, ...]
+
+_LEGACY_DIMS = ("num", "channels", "height", "width")
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+# ---- reading ------------------------------------------------------------------
+
+
+def read_caffemodel(
+    path: str | os.PathLike[str], notes: list[str] | None = None
+) -> caffe_pb2.NetParameter:
+    """The ``NetParameter`` stored in a ``.caffemodel``, upgraded to the current format.
+
+    A missing, truncated or corrupt file, an HDF5 snapshot, a text prototxt
+    or a file with no layers gives a one-line ``BpinspectError`` naming it.
+    """
+    data = read_bytes(path)
+    if not data:
+        raise BpinspectError(f"{path}: empty file; expected a binary .caffemodel")
+    if data.startswith(_HDF5_SIGNATURE):
+        raise BpinspectError(
+            f"{path}: an HDF5 snapshot (.caffemodel.h5) is not supported; "
+            "use the binary .caffemodel"
+        )
+    net = caffe_pb2.NetParameter()
+    try:
+        net.ParseFromString(data)
+    except DecodeError as e:
+        if _looks_like_text(data):
+            raise BpinspectError(
+                f"{path}: looks like a text file (a .prototxt?), not a binary .caffemodel"
+            ) from None
+        raise BpinspectError(
+            f"{path}: truncated or corrupt .caffemodel (a binary NetParameter); protobuf: {e}"
+        ) from None
+    if len(net.layer) == 0 and len(net.layers) == 0:
+        hint = " (it looks like text: a .prototxt?)" if _looks_like_text(data) else ""
+        raise BpinspectError(f"{path}: holds no layers; is it a .caffemodel?{hint}")
+    return upgrade_net(net, str(path), notes)
+
+
+def read_binaryproto(path: str | os.PathLike[str]) -> np.ndarray:
+    """A ``BlobProto`` file (a ``.binaryproto`` mean image) as a float32 array."""
+    data = read_bytes(path)
+    blob = caffe_pb2.BlobProto()
+    try:
+        blob.ParseFromString(data)
+    except DecodeError as e:
+        raise BpinspectError(f"{path}: not a valid .binaryproto (BlobProto): {e}") from None
+    return blob_to_array(blob, str(path))
+
+
+def _looks_like_text(data: bytes) -> bool:
+    head = data[:512]
+    return all(32 <= b < 127 or b in (9, 10, 13) for b in head)
+
+
+# ---- blobs --------------------------------------------------------------------
+
+
+def blob_shape(blob: caffe_pb2.BlobProto) -> Shape:
+    """The shape a ``BlobProto`` declares (``Blob::FromProto``): the legacy
+    ``(num, channels, height, width)`` when any of them is set, else ``shape``."""
+    if any(blob.HasField(f) for f in _LEGACY_DIMS):
+        return (blob.num, blob.channels, blob.height, blob.width)
+    return tuple(int(d) for d in blob.shape.dim)
+
+
+def shape_equals(shape: Sequence[int], blob: caffe_pb2.BlobProto) -> bool:
+    """``Blob::ShapeEquals``: a legacy 4-D ``BlobProto`` equals a shape of at most
+    4 axes when it matches the shape left-padded with 1s."""
+    shape = tuple(int(d) for d in shape)
+    if any(blob.HasField(f) for f in _LEGACY_DIMS):
+        if len(shape) > 4:
+            return False
+        return (1,) * (4 - len(shape)) + shape == blob_shape(blob)
+    return shape == blob_shape(blob)
+
+
+def format_shape(shape: Sequence[int]) -> str:
+    """A shape as the user reads it: ``(96, 3, 11, 11)``, ``(1000,)``, ``()``."""
+    return str(tuple(int(d) for d in shape))
+
+
+def blob_to_array(blob: caffe_pb2.BlobProto, where: str) -> np.ndarray:
+    """The blob's values as a float32 array of its shape (a new array).
+
+    ``double_data`` is used when present, else ``data``; a count that does not
+    match the shape is a ``BpinspectError`` starting with ``where``.
+    """
+    shape = blob_shape(blob)
+    if any(d < 0 for d in shape):
+        raise BpinspectError(f"{where}: negative dimension in shape {format_shape(shape)}")
+    count = math.prod(shape)
+    if len(blob.double_data) > 0:
+        values = np.array(blob.double_data, dtype=np.float64).astype(np.float32)
+    else:
+        values = np.array(blob.data, dtype=np.float32)
+    if values.size != count:
+        raise BpinspectError(
+            f"{where}: holds {values.size} values but its shape {format_shape(shape)} needs {count}"
+        )
+    return values.reshape(shape)
+
+
+def array_to_blob(a: Any) -> caffe_pb2.BlobProto:
+    """A ``BlobProto`` with ``shape`` and float32 ``data`` (NumPy or CuPy input)."""
+    host = np.asarray(to_host(a), dtype="<f4", order="C")  # keeps 0-d arrays 0-d
+    head = caffe_pb2.BlobProto()
+    head.shape.dim.extend(int(d) for d in host.shape)
+    if host.size == 0:
+        return head
+    # Filling a repeated float field value by value takes seconds for a large
+    # layer; the packed field's wire form is the raw little-endian floats, so
+    # build those bytes and let the parser take them in one go.
+    raw = host.tobytes()
+    data_tag = bytes([(caffe_pb2.BlobProto.DATA_FIELD_NUMBER << 3) | 2])
+    return caffe_pb2.BlobProto.FromString(
+        head.SerializeToString() + data_tag + _varint(len(raw)) + raw
+    )
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        if n:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+# ---- into a net ---------------------------------------------------------------
+
+
+def copy_trained_layers(
+    weights: caffe_pb2.NetParameter,
+    params: Mapping[str, Sequence[Blob]],
+    source: str,
+    layer_names: Iterable[str] | None = None,
+) -> list[str]:
+    """Copy the file's blobs into the net's params (``Net::CopyTrainedLayersFrom``).
+
+    ``params``: layer name -> its learnable blobs (the net's ``params``). Layers
+    match by name; for a matched layer the blob count and every blob's shape
+    must agree, else a ``BpinspectError`` naming the layer, the blob index and
+    both shapes. Values go into ``blob.data`` on the blob's device and dtype.
+
+    ``layer_names``: every layer of the net, those without params included.
+    Given it, this is exactly Caffe's rule: a file layer that the net lacks is
+    ignored (with a note) and one that the net has without params must have
+    no blobs. Without it, a file layer with no blobs that is not in ``params``
+    is skipped silently (it holds nothing to copy).
+
+    Returns notes for the user: ignored layers, and net layers with params
+    that the file does not cover (they keep their filled values).
+    """
+    names = set(layer_names) if layer_names is not None else None
+    notes: list[str] = []
+    copied: set[str] = set()
+    for layer in weights.layer:
+        name = layer.name
+        target = params.get(name)
+        if target is None:
+            if names is not None and name in names:
+                target = ()
+            elif names is None and len(layer.blobs) == 0:
+                continue
+            else:
+                notes.append(f"ignored layer '{name}' from {source}: not in the net")
+                continue
+        if len(layer.blobs) != len(target):
+            raise BpinspectError(
+                f"{source}: layer '{name}' has {len(layer.blobs)} blob(s) in the file but "
+                f"{len(target)} in the net"
+            )
+        for j, (proto, blob) in enumerate(zip(layer.blobs, target, strict=True)):
+            if not shape_equals(blob.shape, proto):
+                raise BpinspectError(
+                    f"{source}: cannot copy param {j} of layer '{name}': shape mismatch: "
+                    f"the file has {format_shape(blob_shape(proto))}, the net has "
+                    f"{format_shape(blob.shape)} (rename the layer to learn it from scratch)"
+                )
+            values = blob_to_array(proto, f"{source}: layer '{name}' param {j}")
+            blob.data[...] = blob.xp.asarray(values.reshape(blob.shape), dtype=blob.dtype)
+        copied.add(name)
+    for name, blobs in params.items():
+        if blobs and name not in copied:
+            notes.append(f"layer '{name}' has no weights in {source}: it keeps its filled values")
+    return notes
+
+
+# ---- writing ------------------------------------------------------------------
+
+
+def write_caffemodel(
+    path: str | os.PathLike[str],
+    layers: Iterable[tuple[str, str, Sequence[Any]]],
+    net_name: str = "",
+) -> None:
+    """Write ``(layer name, layer type, [arrays])`` as a V2 ``.caffemodel``.
+
+    Atomic: the bytes go to a temporary file in the same directory, which
+    then replaces ``path``; a failure leaves no half-written file behind.
+    """
+    net = caffe_pb2.NetParameter()
+    if net_name:
+        net.name = net_name
+    for name, type_name, arrays in layers:
+        layer = net.layer.add(name=name, type=type_name)
+        for a in arrays:
+            layer.blobs.append(array_to_blob(a))
+    write_atomic(path, net.SerializeToString())
+
+
+def write_atomic(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file and ``os.replace``.
+
+    The temporary file sits in the same directory (so the rename is atomic)
+    and is created with the usual permissions (0666 less the umask).
+    """
+    target = Path(path)
+    directory = target.parent
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    while True:
+        tmp = directory / f".{target.name}.{secrets.token_hex(4)}.tmp"
+        try:
+            fd = os.open(tmp, flags, 0o666)
+            break
+        except FileExistsError:
+            continue
+        except FileNotFoundError:
+            raise BpinspectError(f"{path}: directory {directory} does not exist") from None
+        except OSError as e:
+            raise BpinspectError(f"{path}: cannot write: {e.strerror or e}") from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException as e:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        if isinstance(e, OSError):
+            raise BpinspectError(f"{path}: cannot write: {e.strerror or e}") from None
+        raise

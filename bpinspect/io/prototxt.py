@@ -1,0 +1,111 @@
+"""Text nets (``.prototxt``): parse with protobuf's text format, then upgrade.
+
+Caffe reads a net with ``TextFormat::Parse`` (``ReadProtoFromTextFile``) and
+then ``UpgradeNetAsNeeded``; so do we, with ``google.protobuf.text_format``
+and ``bpinspect.io.upgrade.upgrade_net``. Like Caffe's parser, ours refuses
+unknown fields and a non-repeated field given twice. A syntax error becomes
+one line, ``FILE:LINE:COL: message``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import TypeVar
+
+from google.protobuf import text_format
+from google.protobuf.message import Message
+
+from bpinspect.errors import BpinspectError
+from bpinspect.io.upgrade import upgrade_net
+from bpinspect.proto import caffe_pb2
+
+__all__ = ["load_net", "load_text_message", "parse_net", "parse_text_message", "read_text"]
+
+M = TypeVar("M", bound=Message)
+
+_LOCATION = re.compile(r"^\d+(?::\d+)? : ")
+
+
+def parse_text_message(text: str, message: M, source: str = "<string>") -> M:
+    """Parse protobuf text into ``message`` (cleared first) and return it.
+
+    Errors: ``BpinspectError("SOURCE:LINE:COL: message")``, LINE and COL
+    counted from 1, the message on one line.
+    """
+    message.Clear()
+    try:
+        text_format.Parse(text, message)
+    except text_format.ParseError as e:
+        raise BpinspectError(_describe(e, text, source)) from None
+    return message
+
+
+def parse_net(
+    text: str, source: str = "<string>", notes: list[str] | None = None
+) -> caffe_pb2.NetParameter:
+    """A ``NetParameter`` from prototxt text, upgraded to the current format.
+
+    ``notes``, when given, receives one line per upgrade done (V1 layers, legacy
+    inputs, ...), for the user to see.
+    """
+    net = parse_text_message(text, caffe_pb2.NetParameter(), source)
+    return upgrade_net(net, source, notes)
+
+
+def load_net(
+    path: str | os.PathLike[str], notes: list[str] | None = None
+) -> caffe_pb2.NetParameter:
+    """``parse_net`` on a file; errors name the file (``PATH: no such file``)."""
+    return parse_net(read_text(path), str(path), notes)
+
+
+def load_text_message(path: str | os.PathLike[str], message: M) -> M:
+    """Any text-format message from a file (no upgrade), e.g. a ``SolverParameter``."""
+    return parse_text_message(read_text(path), message, str(path))
+
+
+def read_text(path: str | os.PathLike[str]) -> str:
+    """A UTF-8 text file's content, or a one-line ``BpinspectError`` naming it."""
+    data = read_bytes(path)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise BpinspectError(
+            f"{path}: not a text file (byte {e.start} is not UTF-8); is it a binary .caffemodel?"
+        ) from None
+
+
+def read_bytes(path: str | os.PathLike[str]) -> bytes:
+    """A file's bytes, or a one-line ``BpinspectError`` saying why not."""
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError:
+        raise BpinspectError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise BpinspectError(f"{path}: is a directory, not a file") from None
+    except PermissionError:
+        raise BpinspectError(f"{path}: permission denied") from None
+    except OSError as e:
+        raise BpinspectError(f"{path}: cannot read: {e.strerror or e}") from None
+
+
+def _describe(error: text_format.ParseError, text: str, source: str) -> str:
+    """``SOURCE:LINE:COL: message`` from a text_format.ParseError."""
+    message = _LOCATION.sub("", str(error), count=1)
+    line, column = error.GetLine(), error.GetColumn()
+    if line is not None:
+        # Some messages repeat the whole offending line in quotes; the
+        # location already points there.
+        lines = text.split("\n")
+        if 1 <= line <= len(lines):
+            quoted = f"'{lines[line - 1]}': "
+            if message.startswith(quoted):
+                message = message[len(quoted) :]
+    where = source
+    if line is not None:
+        where += f":{line}"
+        if column is not None:
+            where += f":{column}"
+    return f"{where}: {' '.join(message.split())}"

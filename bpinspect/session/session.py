@@ -1,0 +1,817 @@
+"""The debugger, with no user interface in it.
+
+A ``Session`` drives a ``Net`` one layer at a time along a schedule (forward
+layer 0..n-1, then backward n-1..0), keeps a history of what each step
+produced, stops at breakpoints, injects top diffs, and answers questions
+about any blob at any recorded step with small host results. The TUI is a
+view over it; ``bpinspect dump`` and a Python script drive the same object.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from bpinspect import backend
+from bpinspect.backend import Array, get_array_module, to_host
+from bpinspect.errors import BpinspectError
+from bpinspect.session import internals_view as iv
+from bpinspect.session.breakpoints import BreakpointSet, Hit, NonFinite
+from bpinspect.session.diffspec import parse_spec
+from bpinspect.session.export import ExportItem, encode_name, export_items, step_file_name
+from bpinspect.session.history import DEFAULT_BUDGET, DROPPED, History, Record
+from bpinspect.session.schedule import BACKWARD, FORWARD, Step, build_schedule
+from bpinspect.session.stats import (
+    DEFAULT_BINS,
+    BlobStats,
+    Histogram,
+    compute_histogram,
+    compute_stats,
+    l2_norm,
+)
+
+# A key names one array the session tracks: (blob name, kind) for a blob,
+# ((layer name, param index), kind) for a learnable param; kind "data" | "diff".
+Name = str | tuple[str, int]
+Key = tuple[Name, str]
+
+Progress = Callable[[int, int, Step], None]
+Cancel = Callable[[], bool]
+
+# Inputs nobody gave get seeded Gaussian noise of about a mean-subtracted image's spread.
+NOISE_STD = 50.0
+
+
+def display_name(name: Name) -> str:
+    """``conv1`` for a blob, ``conv1#0`` for param 0 of layer conv1."""
+    return name if isinstance(name, str) else f"{name[0]}#{name[1]}"
+
+
+@dataclass(frozen=True)
+class Injection:
+    blob: str
+    spec: str
+    shape: tuple[int, ...]
+    array: np.ndarray = field(repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class StepResult:
+    step: Step
+    produced: list[tuple[str, str]]  # (display name, "data" | "diff")
+    hits: list[Hit]
+    loss: float = 0.0
+
+
+@dataclass(frozen=True)
+class Stop:
+    reason: str  # "breakpoint" | "condition" | "end" | "target" | "cancelled"
+    hits: list[Hit]
+    steps_run: int
+    step: Step | None  # the last step run, if any
+
+    @property
+    def message(self) -> str:
+        if self.hits:
+            return self.hits[0].message + (
+                f" (+{len(self.hits) - 1} more)" if len(self.hits) > 1 else ""
+            )
+        if self.reason == "end":
+            return f"end of the pass ({self.steps_run} steps run)"
+        if self.reason == "cancelled":
+            return f"cancelled after {self.steps_run} steps"
+        if self.reason == "target" and self.step is not None:
+            return f"at {self.step.direction} of {self.step.layer_name!r}"
+        return self.reason
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    name: str
+    type: str
+    index: int
+    bottoms: list[str]
+    tops: list[str]
+    in_place: list[str]  # blobs that are both bottom and top
+    params: list[tuple[int, tuple[int, ...]]]  # (index, shape)
+    need_backward: bool
+    backward_reason: str
+    bottom_need_backward: list[bool]
+    param_propagate_down: list[bool]
+    internals: list[str]
+
+
+@dataclass(frozen=True)
+class FlowRow:
+    layer: str
+    blob: str
+    data_l2: float | None
+    diff_l2: float | None
+
+
+class Session:
+    """A debugger over one net: schedule, cursor, history, breakpoints, injection."""
+
+    def __init__(
+        self,
+        net: Any,
+        *,
+        inputs: dict[str, Any] | None = None,
+        injections: dict[str, str] | Iterable[tuple[str, str]] | None = None,
+        seed: int = 0,
+        history_budget: int = DEFAULT_BUDGET,
+        export_dir: str = ".",
+    ) -> None:
+        self.net = net
+        self.seed = int(seed)
+        self.export_dir = export_dir
+        self.notes: list[str] = list(getattr(net, "notes", []))
+        self.breakpoints = BreakpointSet(net.layer_names)
+        self.history = History(history_budget)
+        self.injections: dict[str, Injection] = {}
+        self.cursor = 0
+        self._seeded = False  # the backward pass has begun (diffs seeded)
+        self._inputs: dict[str, np.ndarray] = {}
+        given = dict(inputs or {})
+        for name in given:
+            self._check_input_name(name)
+        for name in net.inputs:
+            if name in given:
+                self._inputs[name] = self._fit_input(name, given[name])
+            else:
+                self._inputs[name] = self._default_input(name)
+        self._n = len(net.layers)
+        # A param shared between layers (param { name: ... }) is one array: key it
+        # by its first owner, so that both layers' backward steps write that key.
+        self._param_owner: dict[tuple[str, int], tuple[str, int]] = {}
+        owners: dict[int, tuple[str, int]] = {}
+        for layer, blobs in net.params.items():
+            for j, b in enumerate(blobs):
+                self._param_owner[(layer, j)] = owners.setdefault(id(b), (layer, j))
+        self.schedule: list[Step] = []
+        self._rebuild_schedule()
+        items = injections.items() if isinstance(injections, dict) else (injections or ())
+        for blob, spec in items:
+            self._set_injection(blob, spec)
+        self._rebuild_schedule()
+        self.restart()
+
+    # ------------------------------------------------------------------ basics
+    @property
+    def device_name(self) -> str:
+        return self.net.device.name
+
+    @property
+    def next_step(self) -> Step | None:
+        return self.schedule[self.cursor] if self.cursor < len(self.schedule) else None
+
+    @property
+    def last_step(self) -> Step | None:
+        for i in range(self.cursor - 1, -1, -1):
+            if not self.schedule[i].skipped:
+                return self.schedule[i]
+        return None
+
+    @property
+    def at_end(self) -> bool:
+        return self.cursor >= len(self.schedule)
+
+    @property
+    def phase(self) -> str:
+        if self.at_end:
+            return "done"
+        return self.schedule[self.cursor].direction
+
+    def is_done(self, step_index: int) -> bool:
+        return step_index < self.cursor
+
+    def step_of(self, layer: str, direction: str) -> Step:
+        i = self.net.layer_index(layer)
+        if direction == FORWARD:
+            return self.schedule[i]
+        if direction == BACKWARD:
+            return self.schedule[2 * self._n - 1 - i]
+        raise BpinspectError(f"direction {direction!r} is not forward or backward")
+
+    def _note(self, text: str) -> None:
+        self.notes.append(text)
+
+    # ------------------------------------------------------------------ inputs
+    def _check_input_name(self, name: str) -> None:
+        if name not in self.net.inputs:
+            raise BpinspectError(
+                f"--input {name}: {name!r} is not an input blob of the net "
+                f"(inputs: {', '.join(self.net.inputs) or 'none'})"
+            )
+
+    def _fit_input(self, name: str, value: Any) -> np.ndarray:
+        a = np.asarray(value)
+        if a.dtype.kind not in "biuf":
+            raise BpinspectError(f"--input {name}: expected numbers, got {a.dtype}")
+        shape = self.net.blobs[name].shape
+        if a.shape == shape[1:]:  # one item: fill the batch with it
+            a = np.broadcast_to(a, shape)
+        if a.shape != shape:
+            raise BpinspectError(
+                f"--input {name}: shape {a.shape} does not fit the blob's shape {shape}"
+            )
+        return np.ascontiguousarray(a, dtype=self.net.blobs[name].dtype)
+
+    def _default_input(self, name: str) -> np.ndarray:
+        blob = self.net.blobs[name]
+        labels = self._label_range(name)
+        gen = backend.rng(self.seed + 7919 * (1 + self.net.inputs.index(name)))
+        if labels is not None:
+            self._note(f"input {name}: no --input given; seeded random labels 0..{labels - 1} "
+                       f"(seed {self.seed})")
+            return gen.integers(0, labels, size=blob.shape).astype(blob.dtype)
+        self._note(f"input {name}: no --input given; seeded Gaussian noise, std {NOISE_STD:g} "
+                   f"(seed {self.seed})")
+        return (gen.standard_normal(blob.shape) * NOISE_STD).astype(blob.dtype)
+
+    def _label_range(self, name: str) -> int | None:
+        """The class count when ``name`` only feeds label bottoms (no gradient)."""
+        net = self.net
+        classes = None
+        for i, layer in enumerate(net.layers):
+            for j, b in enumerate(net.bottom_names[net.layer_names[i]]):
+                if b != name:
+                    continue
+                if layer.allow_force_backward(j) or j == 0:
+                    return None
+                scores = net.blobs[net.bottom_names[net.layer_names[i]][0]].shape
+                if len(scores) < 2:
+                    return None
+                classes = scores[1]
+        return classes
+
+    def set_input(self, name: str, value: Any) -> None:
+        """Give input blob ``name`` new values (any batch size) and restart."""
+        self._check_input_name(name)
+        a = np.asarray(value)
+        blob = self.net.blobs[name]
+        if a.ndim == len(blob.shape) and a.shape != blob.shape:
+            blob.reshape(a.shape)
+            self.net.reshape()
+            for other in self.net.inputs:
+                if other != name:
+                    self._inputs[other] = self._fit_input(other, self._inputs[other][:1][0])
+            for inj in list(self.injections.values()):
+                self._set_injection(inj.blob, inj.spec)
+        self._inputs[name] = self._fit_input(name, a)
+        self._rebuild_schedule()
+        self.restart()
+
+    def input_array(self, name: str) -> np.ndarray:
+        return self._inputs[name]
+
+    # ------------------------------------------------------------------ schedule
+    def _backward_start(self) -> tuple[int | None, str]:
+        if not self.injections:
+            return None, ""
+        producers = {b: self.net.producer_index(b) for b in self.injections}
+        start = max(producers.values())
+        blob = next(b for b, p in producers.items() if p == start)
+        layer = self.net.layer_names[start]
+        args = ", ".join(f"{b}=..." for b in self.injections)
+        return start, (
+            f"after the injection point: backward starts at {layer!r}, the producer of the "
+            f"injected blob {blob} (pycaffe net.backward({args}))"
+        )
+
+    def _rebuild_schedule(self) -> None:
+        start, reason = self._backward_start()
+        self.schedule = build_schedule(self.net, start, reason)
+        self._writers = self._compute_writers()
+
+    def _compute_writers(self) -> dict[Key, list[int]]:
+        """For each key, the steps of a pass that write it (static, from the graph)."""
+        net = self.net
+        writers: dict[Key, list[int]] = {}
+        first_backward = self._first_backward()
+        for step in self.schedule:
+            if step.skipped:
+                continue
+            name = step.layer_name
+            keys: list[Key] = []
+            if step.direction == FORWARD:
+                keys = [(t, "data") for t in net.top_names[name]]
+            else:
+                if step.index == first_backward:
+                    keys += [(b, "diff") for b in self._seeded_blobs()]
+                need = net.bottom_need_backward[step.layer_index]
+                keys += [(b, "diff") for b, d in zip(net.bottom_names[name], need) if d]
+                keys += [(self._param_owner[(name, j)], "diff")
+                         for j in self._param_indices(step.layer_index)]
+            for k in keys:
+                writers.setdefault(k, []).append(step.index)
+        return writers
+
+    def _first_backward(self) -> int | None:
+        return next((s.index for s in self.schedule[self._n:] if not s.skipped), None)
+
+    def _seeded_blobs(self) -> list[str]:
+        blobs = [b for b in self.net.loss_weights if b not in self.injections]
+        return blobs + list(self.injections)
+
+    def _param_indices(self, layer_index: int) -> list[int]:
+        name = self.net.layer_names[layer_index]
+        layer = self.net.layers[layer_index]
+        params = self.net.params.get(name, [])
+        down = list(getattr(layer, "param_propagate_down", [])) or [True] * len(params)
+        return [j for j in range(len(params)) if j < len(down) and down[j]]
+
+    def _skip_skipped(self) -> None:
+        while self.cursor < len(self.schedule) and self.schedule[self.cursor].skipped:
+            self.cursor += 1
+
+    # ------------------------------------------------------------------ injection
+    def _set_injection(self, blob: str, spec_text: str) -> Injection:
+        if blob not in self.net.blobs:
+            names = list(self.net.blobs)
+            shown = ", ".join(names[:12]) + (", ..." if len(names) > 12 else "")
+            raise BpinspectError(f"top diff {blob}={spec_text}: no blob named {blob!r} "
+                                 f"(blobs: {shown})")
+        spec = parse_spec(spec_text)
+        b = self.net.blobs[blob]
+        array = spec.build(b.shape, np.dtype(str(b.dtype)), blob)
+        inj = Injection(blob, spec.text, b.shape, array)
+        self.injections[blob] = inj
+        return inj
+
+    def inject(self, blob: str, spec: str) -> Injection:
+        """Set ``blob``'s top diff from ``spec``; backward then starts at its producer."""
+        inj = self._set_injection(blob, spec)
+        self._injections_changed(f"injected {blob}={inj.spec}")
+        return inj
+
+    def clear_injection(self, blob: str) -> None:
+        if self.injections.pop(blob, None) is not None:
+            self._injections_changed(f"removed the injection at {blob}")
+
+    def _injections_changed(self, what: str) -> None:
+        if self._seeded:
+            self._restore(self._n)
+            what += "; rewound to the start of the backward pass"
+        self._rebuild_schedule()
+        self._skip_skipped()
+        start = self._first_backward()
+        if start is not None:
+            what += f"; backward starts at {self.schedule[start].layer_name!r}"
+        self._note(what)
+
+    # ------------------------------------------------------------------ running
+    def restart(self) -> None:
+        """A new pass with the same inputs, weights and injections; breakpoints kept."""
+        self.history.clear()
+        self.cursor = 0
+        self._seeded = False
+        dev = self.net.device
+        for name, host in self._inputs.items():
+            self.net.blobs[name].data[...] = dev.asarray(host, dtype=self.net.blobs[name].dtype)
+        self._skip_skipped()
+
+    def step(self) -> StepResult | None:
+        """Run the next step that does something; None at the end."""
+        self._skip_skipped()
+        if self.at_end:
+            return None
+        return self._run(self.schedule[self.cursor])
+
+    def _run(self, step: Step, check: bool = True) -> StepResult:
+        net = self.net
+        i = step.layer_index
+        name = step.layer_name
+        loss = 0.0
+        seed_record = None
+        if step.direction == FORWARD:
+            net.layers[i].reset_rng(net.seed + 1 + i)  # every pass draws the same masks
+            loss = float(net.forward_layer(i))
+            produced: list[tuple[Name, str, Array]] = [
+                (t, "data", net.blobs[t].data) for t in net.top_names[name]
+            ]
+        else:
+            if not self._seeded:
+                seed_record = self._begin_backward(step)
+            net.backward_layer(i)
+            need = net.bottom_need_backward[i]
+            produced = [
+                (b, "diff", net.blobs[b].diff) for b, d in zip(net.bottom_names[name], need) if d
+            ]
+            produced += [
+                (self._param_owner[(name, j)], "diff", net.params[name][j].diff)
+                for j in self._param_indices(i)
+            ]
+        if seed_record is not None:
+            self._record(seed_record)
+        self._record(Record(step.index, False, {(n, k): a for n, k, a in produced}))
+        self.cursor = step.index + 1
+        self._skip_skipped()
+        hits: list[Hit] = []
+        if check and self.breakpoints.conditions:
+            hits = self.breakpoints.check(
+                step, [(display_name(n), k, a) for n, k, a in produced]
+            )
+            hits = [self._explain(h) for h in hits]
+        return StepResult(step, [(display_name(n), k) for n, k, _ in produced], hits, loss)
+
+    def _begin_backward(self, step: Step) -> Record:
+        """Zero the diffs, seed loss tops with their loss weight, apply injections."""
+        net = self.net
+        net.clear_diffs()
+        net.seed_loss_diffs()
+        dev = net.device
+        for inj in self.injections.values():
+            blob = net.blobs[inj.blob]
+            blob.diff[...] = dev.asarray(inj.array, dtype=blob.dtype)
+        self._seeded = True
+        return Record(step.index, True, {(b, "diff"): net.blobs[b].diff
+                                         for b in self._seeded_blobs()})
+
+    def _record(self, record: Record) -> None:
+        if self.history.budget <= 0:
+            self.history.complete_from = record.step + 1
+            return
+        record.arrays = {k: a.copy() for k, a in record.arrays.items()}
+        dropped = self.history.add(record)
+        if dropped:
+            steps = sorted({r.step for r in dropped})
+            span = f"step {steps[0]}" if len(steps) == 1 else f"steps {steps[0]}..{steps[-1]}"
+            self._note(
+                f"history: dropped the record of {span} to stay within the memory budget "
+                f"({self.history.budget / 2**20:.0f} MiB); going back there replays the pass"
+            )
+
+    def _explain(self, hit: Hit) -> Hit:
+        """For a non-finite hit, name the first layer whose output was non-finite."""
+        if hit.kind != "nonfinite":
+            return hit
+        cond = NonFinite()
+        first = None
+        for rec in self.history:
+            if rec.step > hit.step.index:
+                break
+            if any(cond.match(a) is not None for a in rec.arrays.values()):
+                first = self.schedule[rec.step]
+                break
+        if first is None:
+            first = hit.step
+        message = (
+            f"{hit.message}; first produced by {first.direction} of layer "
+            f"{first.layer_name!r} ({first.layer_type}) at step {first.index}"
+        )
+        if self.history.complete_from > 0 and first.index >= self.history.complete_from:
+            message += " (earlier records were dropped)"
+        return Hit(hit.kind, hit.step, hit.blob, hit.what, message, first.layer_name)
+
+    def continue_(self, progress: Progress | None = None, cancel: Cancel | None = None) -> Stop:
+        """Run to the next breakpoint or the end of the pass."""
+        return self._run_until(len(self.schedule), progress, cancel, False, "end")
+
+    def run_to(
+        self,
+        layer: str,
+        direction: str = FORWARD,
+        progress: Progress | None = None,
+        cancel: Cancel | None = None,
+        ignore_breakpoints: bool = False,
+    ) -> Stop:
+        """Run up to and including ``layer``'s ``direction`` step (or go back to it)."""
+        target = self.step_of(layer, direction)
+        if target.index < self.cursor:
+            self.goto(target.index + 1)
+            return Stop("target", [], 0, self.last_step)
+        return self._run_until(target.index + 1, progress, cancel, ignore_breakpoints, "target")
+
+    def _run_until(
+        self, end: int, progress: Progress | None, cancel: Cancel | None,
+        ignore_breakpoints: bool, reason: str,
+    ) -> Stop:
+        self._skip_skipped()
+        todo = sum(1 for s in self.schedule[self.cursor:end] if not s.skipped)
+        run = 0
+        last = None
+        while self.cursor < end:
+            step = self.schedule[self.cursor]
+            if run > 0 and not ignore_breakpoints and self.breakpoints.stops_before(step):
+                hit = Hit("layer", step, None, None,
+                          f"breakpoint: before {step.direction} of layer {step.layer_name!r} "
+                          f"({step.layer_type})")
+                return Stop("breakpoint", [hit], run, last)
+            if cancel is not None and cancel():
+                return Stop("cancelled", [], run, last)
+            result = self._run(step, check=not ignore_breakpoints)
+            run += 1
+            last = step
+            if progress is not None:
+                progress(run, todo, step)
+            if result.hits:
+                return Stop("condition", result.hits, run, last)
+        if reason == "end" or self.at_end:
+            return Stop("end", [], run, last or self.last_step)
+        return Stop(reason, [], run, last or self.last_step)
+
+    def goto(self, step_index: int) -> None:
+        """Make ``cursor == step_index``: run forward to it, or restore state back to it."""
+        if not 0 <= step_index <= len(self.schedule):
+            raise BpinspectError(f"step {step_index} is outside the schedule "
+                                 f"(0..{len(self.schedule)})")
+        if step_index > self.cursor:
+            while self.cursor < step_index:
+                self._run(self.schedule[self.cursor], check=False)
+        elif step_index < self.cursor:
+            self._restore(step_index)
+
+    def step_back(self) -> Step | None:
+        """Undo the last step run; returns it (None at the start)."""
+        last = self.last_step
+        if last is None:
+            return None
+        self._restore(last.index)
+        return last
+
+    def _restore(self, k: int) -> None:
+        """Put the net back in the state it had before step ``k`` ran.
+
+        Each array a step in ``k..cursor-1`` wrote gets the value it had after
+        step ``k-1`` (from the history); a diff nothing had written is zeroed.
+        When a needed record was dropped, the pass is replayed instead.
+        """
+        keys = {key for key, steps in self._writers.items()
+                if any(k <= w < self.cursor for w in steps)}
+        values: dict[Key, Array | None] = {}
+        for key in keys:
+            v = self.history.value_at(key, k - 1) if k > 0 else None
+            if v is DROPPED:
+                self._replay_to(k)
+                return
+            values[key] = v
+        for key, v in values.items():
+            live = self._live(key)
+            if v is not None:
+                live[...] = v
+            elif key[1] == "diff":
+                live[...] = 0
+        self.history.truncate(k)
+        first_backward = self._first_backward()
+        self._seeded = first_backward is not None and k > first_backward
+        self.cursor = k
+
+    def _replay_to(self, k: int) -> None:
+        self._note(f"history: replaying the pass from the start to step {k} "
+                   "(the record needed had been dropped)")
+        self.restart()
+        while self.cursor < k:
+            self._run(self.schedule[self.cursor], check=False)
+
+    # ------------------------------------------------------------------ arrays
+    def _key(self, name: str, kind: str, param: int | None) -> Key:
+        if kind not in ("data", "diff"):
+            raise BpinspectError(f"kind {kind!r} is not data or diff")
+        if param is None:
+            if name not in self.net.blobs:
+                raise BpinspectError(f"no blob named {name!r}")
+            return name, kind
+        params = self.net.params.get(name)
+        if params is None:
+            raise BpinspectError(f"layer {name!r} has no params")
+        if not 0 <= param < len(params):
+            raise BpinspectError(f"layer {name!r} has {len(params)} params, no param {param}")
+        return self._param_owner[(name, param)], kind
+
+    def _live(self, key: Key) -> Array:
+        name, kind = key
+        blob = self.net.blobs[name] if isinstance(name, str) else self.net.params[name[0]][name[1]]
+        return blob.data if kind == "data" else blob.diff
+
+    def _resolve_step(self, step: int | None) -> int:
+        last = self.cursor - 1
+        if step is None:
+            return last
+        if not 0 <= step < len(self.schedule):
+            raise BpinspectError(f"step {step} is outside the schedule (0..{len(self.schedule) - 1})")
+        if step > last:
+            raise BpinspectError(f"step {step} has not run yet (the cursor is at {self.cursor})")
+        return step
+
+    def _value(self, key: Key, step: int | None) -> Array | None:
+        s = self._resolve_step(step)
+        name, kind = key
+        if kind == "data" and (not isinstance(name, str) or name in self._inputs):
+            return self._live(key)  # weights and inputs do not change during a pass
+        writes = self._writers.get(key, [])
+        if not any(w <= s for w in writes):
+            return None
+        if not any(s < w < self.cursor for w in writes):
+            return self._live(key)  # nothing wrote it since: the live array is that value
+        v = self.history.value_at(key, s)
+        if v is DROPPED:
+            raise BpinspectError(
+                f"the value of {display_name(name)} {kind} at step {s} was dropped from the "
+                "history (memory budget); step back to it to replay"
+            )
+        return v
+
+    def array(self, blob: str, kind: str = "data", step: int | None = None,
+              param: int | None = None) -> Array | None:
+        """The device array of ``blob``'s data/diff at ``step`` (None: not produced)."""
+        return self._value(self._key(blob, kind, param), step)
+
+    def stats(self, blob: str, kind: str = "data", step: int | None = None,
+              param: int | None = None) -> BlobStats | None:
+        a = self.array(blob, kind, step, param)
+        return None if a is None else compute_stats(a)
+
+    def histogram(self, blob: str, kind: str = "data", step: int | None = None,
+                  param: int | None = None, bins: int = DEFAULT_BINS,
+                  log: bool = False) -> Histogram | None:
+        a = self.array(blob, kind, step, param)
+        return None if a is None else compute_histogram(a, bins, log)
+
+    def layer_info(self, layer: str) -> LayerInfo:
+        net = self.net
+        i = net.layer_index(layer)
+        bottoms = list(net.bottom_names[layer])
+        tops = list(net.top_names[layer])
+        params = net.params.get(layer, [])
+        down = list(getattr(net.layers[i], "param_propagate_down", []))
+        return LayerInfo(
+            name=layer,
+            type=net.layers[i].type,
+            index=i,
+            bottoms=bottoms,
+            tops=tops,
+            in_place=[t for t in tops if t in bottoms],
+            params=[(j, p.shape) for j, p in enumerate(params)],
+            need_backward=bool(net.layer_need_backward[i]),
+            backward_reason=net.backward_reason[i],
+            bottom_need_backward=list(net.bottom_need_backward[i]),
+            param_propagate_down=down,
+            internals=sorted(net.layers[i].internals()),
+        )
+
+    def saliency(self, blob: str | None = None, n: int = 0,
+                 step: int | None = None) -> np.ndarray | None:
+        """max |diff| over channels of item ``n`` of an image input blob: (H, W)."""
+        if blob is None:
+            images = [b for b in self.net.inputs if len(self.net.blobs[b].shape) == 4]
+            if not images:
+                raise BpinspectError("saliency: the net has no 4-axis input blob")
+            blob = images[0]
+        diff = self.array(blob, "diff", step)
+        if diff is None:
+            return None
+        if diff.ndim != 4:
+            raise BpinspectError(f"saliency: blob {blob!r} has shape {tuple(diff.shape)}, "
+                                 "not (N, C, H, W)")
+        if not 0 <= n < diff.shape[0]:
+            raise BpinspectError(f"saliency: item {n} is outside the batch of {diff.shape[0]}")
+        xp = get_array_module(diff)
+        return to_host(xp.abs(diff[n]).max(axis=0)).astype(np.float32)
+
+    def gradient_flow(self, step: int | None = None) -> list[FlowRow]:
+        """Per layer top: the L2 norms of its data and diff at ``step``."""
+        rows = []
+        for name in self.net.layer_names:
+            for top in self.net.top_names[name]:
+                d = self.array(top, "data", step)
+                g = self.array(top, "diff", step)
+                rows.append(FlowRow(name, top, None if d is None else l2_norm(d),
+                                    None if g is None else l2_norm(g)))
+        return rows
+
+    # ------------------------------------------------------------------ internals
+    def _layer_for_view(self, layer: str, types: tuple[str, ...]) -> tuple[int, Any]:
+        i = self.net.layer_index(layer)
+        obj = self.net.layers[i]
+        if obj.type not in types:
+            raise BpinspectError(f"layer {layer!r} is a {obj.type} layer, not "
+                                 f"{' or '.join(types)}")
+        return i, obj
+
+    def _forward_done(self, i: int) -> bool:
+        return self.cursor > i
+
+    def lrn_view(self, layer: str, n: int = 0, c: int = 0) -> iv.LRNView | None:
+        i, obj = self._layer_for_view(layer, ("LRN",))
+        if not self._forward_done(i):
+            return None
+        return iv.lrn_view(obj, n, c)
+
+    def pooling_view(self, layer: str, n: int = 0, c: int = 0) -> iv.PoolingView | None:
+        i, obj = self._layer_for_view(layer, ("Pooling",))
+        if not self._forward_done(i):
+            return None
+        bottom = self.net.blobs[self.net.bottom_names[layer][0]]
+        return iv.pooling_view(obj, bottom.shape, n, c)
+
+    def pooling_cell(self, layer: str, n: int, c: int, y: int, x: int) -> iv.PoolCell | None:
+        i, obj = self._layer_for_view(layer, ("Pooling",))
+        if not self._forward_done(i):
+            return None
+        bottom = self.net.blobs[self.net.bottom_names[layer][0]]
+        top_name = self.net.top_names[layer][0]
+        top_diff = self.array(top_name, "diff")
+        return iv.pooling_cell(obj, bottom.shape, self.net.blobs[top_name].data, top_diff,
+                               n, c, y, x)
+
+    def concat_view(self, layer: str, step: int | None = None) -> iv.ConcatView | None:
+        i, obj = self._layer_for_view(layer, ("Concat", "Slice"))
+        bottoms = self.net.bottom_names[layer]
+        tops = self.net.top_names[layer]
+        if obj.type == "Concat":
+            whole, parts = tops[0], list(bottoms)
+        else:
+            whole, parts = bottoms[0], list(tops)
+        shapes = [self.net.blobs[p].shape for p in parts]
+        return iv.concat_view(
+            layer, obj, whole, parts, shapes,
+            self.array(whole, "data", step), self.array(whole, "diff", step),
+        )
+
+    def split_view(self, layer: str, step: int | None = None) -> iv.SplitView | None:
+        i, obj = self._layer_for_view(layer, ("Split",))
+        bottom = self.net.bottom_names[layer][0]
+        tops = self.net.top_names[layer]
+        return iv.split_view(
+            layer, bottom, [(t, self.array(t, "diff", step)) for t in tops],
+            self.array(bottom, "diff", step),
+        )
+
+    def dropout_view(self, layer: str, n: int = 0) -> iv.DropoutView | None:
+        i, obj = self._layer_for_view(layer, ("Dropout",))
+        if not self._forward_done(i):
+            return None
+        return iv.dropout_view(obj, n)
+
+    def softmax_view(self, layer: str, k: int = 5) -> iv.SoftmaxView | None:
+        i, obj = self._layer_for_view(layer, ("Softmax", "SoftmaxWithLoss"))
+        if not self._forward_done(i):
+            return None
+        top = self.net.blobs[self.net.top_names[layer][0]].data
+        return iv.softmax_view(layer, obj, top, k)
+
+    # ------------------------------------------------------------------ export
+    def _export_item(self, key: Key, step: int) -> ExportItem | None:
+        """The value of ``key`` at ``step``, named after the step that produced it."""
+        a = self._value(key, step)
+        if a is None:
+            return None
+        name, kind = key
+        blob = name if isinstance(name, str) else f"{name[0]}.param{name[1]}"
+        writers = [w for w in self._writers.get(key, []) if w <= step]
+        if writers:
+            st = self.schedule[writers[-1]]
+            file = step_file_name(st.index, st.direction, st.layer_name, blob, kind)
+            return ExportItem(file, a, display_name(name), st.layer_name, st.index,
+                              st.direction, kind)
+        # Weights and inputs: not produced by a step of the pass.
+        layer = name[0] if not isinstance(name, str) else self.net.layer_names[
+            self.net.producer_index(name)]
+        file = f"{encode_name(layer)}-{encode_name(blob)}.{kind}.npy"
+        return ExportItem(file, a, display_name(name), layer, None, None, kind)
+
+    def export(self, blob: str, kind: str = "both", step: int | None = None,
+               param: int | None = None, directory: str | None = None,
+               overwrite: bool = False) -> list[Any]:
+        """Write ``blob``'s data and/or diff at ``step`` to ``.npy`` (+ manifest.json)."""
+        kinds = ("data", "diff") if kind == "both" else (kind,)
+        s = self._resolve_step(step)
+        items = []
+        for k in kinds:
+            item = self._export_item(self._key(blob, k, param), s)
+            if item is not None:
+                items.append(item)
+        if not items:
+            raise BpinspectError(f"export: {blob} has no {' or '.join(kinds)} yet at step {s}")
+        return export_items(directory or self.export_dir, items, overwrite=overwrite,
+                            header=self._manifest_header())
+
+    def export_all(self, step: int | None = None, kinds: tuple[str, ...] = ("data", "diff"),
+                   directory: str | None = None, overwrite: bool = False) -> list[Any]:
+        """Every blob's (and param diff's) values at ``step`` that exist by then."""
+        s = self._resolve_step(step)
+        items = []
+        for blob in self.net.blobs:
+            for k in kinds:
+                item = self._export_item(self._key(blob, k, None), s)
+                if item is not None:
+                    items.append(item)
+        if "diff" in kinds:
+            for layer, params in self.net.params.items():
+                for j in range(len(params)):
+                    key = (self._param_owner[(layer, j)], "diff")
+                    item = self._export_item(key, s) if key[0] == (layer, j) else None
+                    if item is not None:
+                        items.append(item)
+        if not items:
+            raise BpinspectError(f"export: nothing has been computed yet at step {s}")
+        return export_items(directory or self.export_dir, items, overwrite=overwrite,
+                            header=self._manifest_header())
+
+    def _manifest_header(self) -> dict[str, Any]:
+        return {"net": self.net.name, "phase": self.net.phase,
+                "weights": self.net.weights_source}
