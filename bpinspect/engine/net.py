@@ -398,7 +398,9 @@ class Net:
             ):
                 self.layer_need_backward[i] = False
                 if len(lp.propagate_down) and not any(lp.propagate_down):
-                    self.backward_reason.append("no backward: propagate_down is false for every bottom")
+                    self.backward_reason.append(
+                        "no backward: propagate_down is false for every bottom"
+                    )
                 else:
                     self.backward_reason.append(
                         "no backward: none of its bottoms takes a gradient and it has no "
@@ -421,7 +423,8 @@ class Net:
         """The sentence for a layer that needs backward without force_backward."""
         j = self.top_names[self.layer_names[i]].index(top) if top is not None else -1
         if j >= 0 and self._top_loss[i][j]:
-            reason = f"needs backward: its top {top} is a loss (loss_weight {self._top_loss[i][j]:g})"
+            weight = self._top_loss[i][j]
+            reason = f"needs backward: its top {top} is a loss (loss_weight {weight:g})"
         else:
             reason = f"needs backward: its top {top} leads to a loss"
         bottoms = [

@@ -150,19 +150,35 @@ def blob_to_array(blob: caffe_pb2.BlobProto, where: str) -> np.ndarray:
 
 def array_to_blob(a: Any) -> caffe_pb2.BlobProto:
     """A ``BlobProto`` with ``shape`` and float32 ``data`` (NumPy or CuPy input)."""
+    return caffe_pb2.BlobProto.FromString(b"".join(_blob_wire(a)))
+
+
+# Filling a repeated float field value by value takes seconds for a large
+# layer, and so does copying a big message into another; but the wire form of
+# a packed float field is the raw little-endian floats. So weights are
+# written by laying out the wire bytes of the messages directly, in field
+# number order as protobuf's own serializer does (tests check the bytes are
+# the same).
+
+Chunks = list[Any]  # bytes, or memoryviews of arrays
+
+
+def _blob_wire(a: Any) -> Chunks:
     host = np.asarray(to_host(a), dtype="<f4", order="C")  # keeps 0-d arrays 0-d
     head = caffe_pb2.BlobProto()
     head.shape.dim.extend(int(d) for d in host.shape)
-    if host.size == 0:
-        return head
-    # Filling a repeated float field value by value takes seconds for a large
-    # layer; the packed field's wire form is the raw little-endian floats, so
-    # build those bytes and let the parser take them in one go.
-    raw = host.tobytes()
-    data_tag = bytes([(caffe_pb2.BlobProto.DATA_FIELD_NUMBER << 3) | 2])
-    return caffe_pb2.BlobProto.FromString(
-        head.SerializeToString() + data_tag + _varint(len(raw)) + raw
-    )
+    chunks: Chunks = []
+    if host.size:  # data (field 5) goes before shape (field 7)
+        chunks += _delimited(
+            caffe_pb2.BlobProto.DATA_FIELD_NUMBER, [memoryview(host.reshape(-1)).cast("B")]
+        )
+    return [*chunks, head.SerializeToString()]
+
+
+def _delimited(number: int, chunks: Chunks) -> Chunks:
+    """A length-delimited field ``number`` holding ``chunks``."""
+    size = sum(len(c) for c in chunks)
+    return [_varint(number << 3 | 2) + _varint(size), *chunks]
 
 
 def _varint(n: int) -> bytes:
@@ -249,18 +265,20 @@ def write_caffemodel(
     Atomic: the bytes go to a temporary file in the same directory, which
     then replaces ``path``; a failure leaves no half-written file behind.
     """
-    net = caffe_pb2.NetParameter()
+    chunks: Chunks = []
     if net_name:
-        net.name = net_name
+        chunks.append(caffe_pb2.NetParameter(name=net_name).SerializeToString())
     for name, type_name, arrays in layers:
-        layer = net.layer.add(name=name, type=type_name)
+        layer: Chunks = [caffe_pb2.LayerParameter(name=name, type=type_name).SerializeToString()]
         for a in arrays:
-            layer.blobs.append(array_to_blob(a))
-    write_atomic(path, net.SerializeToString())
+            layer += _delimited(caffe_pb2.LayerParameter.BLOBS_FIELD_NUMBER, _blob_wire(a))
+        chunks += _delimited(caffe_pb2.NetParameter.LAYER_FIELD_NUMBER, layer)
+    write_atomic(path, chunks)
 
 
-def write_atomic(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and ``os.replace``.
+def write_atomic(path: str | os.PathLike[str], data: bytes | Iterable[Any]) -> None:
+    """Write ``data`` (bytes, or a sequence of bytes-like chunks) to ``path``
+    through a temporary file and ``os.replace``.
 
     The temporary file sits in the same directory (so the rename is atomic)
     and is created with the usual permissions (0666 less the umask).
@@ -281,7 +299,10 @@ def write_atomic(path: str | os.PathLike[str], data: bytes) -> None:
             raise BpinspectError(f"{path}: cannot write: {e.strerror or e}") from None
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            if isinstance(data, (bytes, bytearray, memoryview)):
+                f.write(data)
+            else:
+                f.writelines(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, target)

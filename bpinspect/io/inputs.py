@@ -37,7 +37,7 @@ from bpinspect.io.caffemodel import read_binaryproto
 
 __all__ = ["Mean", "load_image", "load_input", "load_mean", "parse_mean"]
 
-Mean = Sequence[float] | np.ndarray | str | os.PathLike
+Mean = Sequence[float] | np.ndarray | str | os.PathLike[str]
 
 # skimage.color.rgb2gray's weights, which pycaffe's load_image(color=False) uses.
 _GRAY_WEIGHTS = np.array([0.2125, 0.7154, 0.0721], dtype=np.float64)
@@ -169,7 +169,8 @@ def _load_npy(path: str | os.PathLike[str]) -> np.ndarray:
         raise BpinspectError(f"{path}: not a valid .npy file: {e}") from None
     if array.dtype.kind not in "biuf":
         raise BpinspectError(f"{path}: dtype {array.dtype} is not numeric")
-    return array
+    result: np.ndarray = array
+    return result
 
 
 # ---- mean ---------------------------------------------------------------------

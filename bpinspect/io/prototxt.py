@@ -21,7 +21,14 @@ from bpinspect.errors import BpinspectError
 from bpinspect.io.upgrade import upgrade_net
 from bpinspect.proto import caffe_pb2
 
-__all__ = ["load_net", "load_text_message", "parse_net", "parse_text_message", "read_text"]
+__all__ = [
+    "load_net",
+    "load_text_message",
+    "parse_net",
+    "parse_text_message",
+    "read_bytes",
+    "read_text",
+]
 
 M = TypeVar("M", bound=Message)
 
@@ -50,8 +57,29 @@ def parse_net(
     ``notes``, when given, receives one line per upgrade done (V1 layers, legacy
     inputs, ...), for the user to see.
     """
-    net = parse_text_message(text, caffe_pb2.NetParameter(), source)
+    try:
+        net = parse_text_message(text, caffe_pb2.NetParameter(), source)
+    except BpinspectError:
+        hint = _solver_hint(text, source)
+        if hint:
+            raise BpinspectError(hint) from None
+        raise
     return upgrade_net(net, source, notes)
+
+
+def _solver_hint(text: str, source: str) -> str | None:
+    """When a net file turns out to be a solver file, say so and name its net."""
+    solver = caffe_pb2.SolverParameter()
+    try:
+        text_format.Parse(text, solver)
+    except text_format.ParseError:
+        return None
+    nets = [solver.net, solver.train_net, *solver.test_net]
+    named = [n for n in nets if n]
+    where = f"; its net is in {', '.join(repr(n) for n in named)}" if named else ""
+    if not named and (solver.HasField("net_param") or solver.HasField("train_net_param")):
+        where = "; its net is inline (net_param)"
+    return f"{source}: a solver definition (SolverParameter), not a net{where}"
 
 
 def load_net(

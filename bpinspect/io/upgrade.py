@@ -29,6 +29,7 @@ a one-line ``BpinspectError`` naming the file.
 from __future__ import annotations
 
 from google.protobuf import unknown_fields
+from google.protobuf.message import Message
 
 from bpinspect.errors import BpinspectError
 from bpinspect.proto import caffe_pb2
@@ -343,9 +344,8 @@ def _upgrade_v0_layer(
                 f"{source}: V0 layer '{v0.name}' has unknown type '{v0_type}' "
                 f"(V0 types: {', '.join(sorted(V0_LAYER_TYPES))})"
             )
-        layer.type = V0_LAYER_TYPES[v0_type]  # type: ignore[assignment]
-    for blob in v0.blobs:
-        layer.blobs.add().CopyFrom(blob)
+        layer.type = V0_LAYER_TYPES[v0_type]
+    layer.blobs.extend(v0.blobs)
     layer.blobs_lr.extend(v0.blobs_lr)
     layer.weight_decay.extend(v0.weight_decay)
     for v0_field, targets in _V0_FIELDS.items():
@@ -419,10 +419,8 @@ def _upgrade_v1_layer(
     layer.top.extend(v1.top)
     if v1.HasField("name"):
         layer.name = v1.name
-    for rule in v1.include:
-        layer.include.add().CopyFrom(rule)
-    for rule in v1.exclude:
-        layer.exclude.add().CopyFrom(rule)
+    layer.include.extend(v1.include)
+    layer.exclude.extend(v1.exclude)
     if v1.HasField("type"):
         layer.type = V1_LAYER_TYPES[v1.type]
     else:
@@ -432,8 +430,7 @@ def _upgrade_v1_layer(
                 f"{source}: V1 layer '{v1.name}' has type number {unknown}, which "
                 "BVLC Caffe's V1 format does not define (a fork's layer type?)"
             )
-    for blob in v1.blobs:
-        layer.blobs.add().CopyFrom(blob)
+    layer.blobs.extend(v1.blobs)  # copies; faster than add().CopyFrom for big blobs
 
     def param(i: int) -> caffe_pb2.ParamSpec:
         while len(layer.param) <= i:
@@ -444,7 +441,7 @@ def _upgrade_v1_layer(
         param(i).name = name
     for i, mode in enumerate(v1.blob_share_mode):
         # V1's DimCheckMode and ParamSpec's have the same names and numbers.
-        param(i).share_mode = mode  # type: ignore[assignment]
+        param(i).share_mode = mode
     for i, lr in enumerate(v1.blobs_lr):
         param(i).lr_mult = lr
     for i, decay in enumerate(v1.weight_decay):
@@ -500,9 +497,11 @@ def _upgrade_net_input(net: caffe_pb2.NetParameter, source: str, notes: list[str
     net.ClearField("input_dim")
 
 
-def _unknown_enum(message: object, number: int) -> int | None:
+def _unknown_enum(message: Message, number: int) -> int | None:
     """The value of an enum field that the parser kept as unknown (binary input)."""
-    for field in unknown_fields.UnknownFieldSet(message):
+    fields = unknown_fields.UnknownFieldSet(message)
+    for i in range(len(fields)):
+        field = fields[i]
         if field.field_number == number and isinstance(field.data, int):
             return field.data
     return None

@@ -1,1 +1,261 @@
-"""Layer family: neuron."""
+"""Layer family: neuron. Element-wise maps, one bottom and one top of its shape.
+
+Each may run in place (``bottom: "x" top: "x"``): forward reads what backward
+needs before the top is written (the top gets a new array), and backward
+computes the bottom diff from the top diff before assigning it.
+
+=========  =========================================  ==============================
+type       forward                                    gradient (bottom_diff =)
+=========  =========================================  ==============================
+ReLU       max(x, 0) + negative_slope * min(x, 0)     dy * (x > 0 ? 1 : negative_slope)
+Sigmoid    1 / (1 + exp(-x)) = 0.5 tanh(x/2) + 0.5    dy * y * (1 - y)
+TanH       tanh(x)                                    dy * (1 - y^2)
+Dropout    TRAIN: x * mask / (1 - p),                 TRAIN: dy * mask / (1 - p)
+           mask ~ Bernoulli(1 - p); TEST: x           TEST: dy
+Power      (shift + scale * x)^power                  dy * power * scale * (shift + scale x)^(power-1)
+AbsVal     |x|                                        dy * sign(x)
+BNLL       log(1 + exp(x))                            dy * sigmoid(x)
+ELU        x > 0 ? x : alpha * (exp(x) - 1)           dy * (x > 0 ? 1 : y + alpha)
+=========  =========================================  ==============================
+
+Sources: src/caffe/layers/{relu,sigmoid,tanh,dropout,power,absval,bnll,elu}_layer.cpp.
+As in Caffe, ReLU and ELU backward test the sign of the bottom data, which
+in place is the top data: the same sign.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from bpinspect import backend
+from bpinspect.backend import Array, get_array_module
+from bpinspect.engine.blob import Blob
+from bpinspect.layers.base import Layer, Shape
+from bpinspect.layers.registry import register
+
+
+def _in_place(bottom: list[Blob], top: list[Blob]) -> bool:
+    return bottom[0] is top[0]
+
+
+class _Neuron(Layer):
+    exact_num_bottoms = 1
+    exact_num_tops = 1
+
+    def setup(self, bottom_shapes: list[Shape]) -> list[Shape]:
+        return [tuple(bottom_shapes[0])]
+
+
+@register("ReLU")
+class ReLU(_Neuron):
+    def __init__(self, param: Any, phase: str = "test") -> None:
+        super().__init__(param, phase)
+        self.negative_slope = float(param.relu_param.negative_slope)
+
+    def forward(self, bottom: list[Blob], top: list[Blob]) -> None:
+        xp = get_array_module(bottom[0].data)
+        x = bottom[0].data
+        if self.negative_slope == 0:
+            top[0].data = xp.maximum(x, 0)
+        else:
+            top[0].data = xp.where(x > 0, x, x * x.dtype.type(self.negative_slope))
+
+    def backward(self, top: list[Blob], propagate_down: list[bool], bottom: list[Blob]) -> None:
+        if not propagate_down[0]:
+            return
+        xp = get_array_module(top[0].diff)
+        x, dy = bottom[0].data, top[0].diff
+        slope = dy.dtype.type(self.negative_slope)
+        bottom[0].diff = xp.where(x > 0, dy, dy * slope)
+
+
+@register("Sigmoid")
+class Sigmoid(_Neuron):
+    def forward(self, bottom: list[Blob], top: list[Blob]) -> None:
+        xp = get_array_module(bottom[0].data)
+        x = bottom[0].data
+        half = x.dtype.type(0.5)
+        top[0].data = half * xp.tanh(half * x) + half
+
+    def backward(self, top: list[Blob], propagate_down: list[bool], bottom: list[Blob]) -> None:
+        if propagate_down[0]:
+            y = top[0].data
+            bottom[0].diff = top[0].diff * y * (1 - y)
+
+
+@register("TanH")
+class TanH(_Neuron):
+    def forward(self, bottom: list[Blob], top: list[Blob]) -> None:
+        xp = get_array_module(bottom[0].data)
+        top[0].data = xp.tanh(bottom[0].data)
+
+    def backward(self, top: list[Blob], propagate_down: list[bool], bottom: list[Blob]) -> None:
+        if propagate_down[0]:
+            y = top[0].data
+            bottom[0].diff = top[0].diff * (1 - y * y)
+
+
+@register("Dropout")
+class Dropout(_Neuron):
+    """In TRAIN each value is kept with probability 1 - p and scaled by
+    ``scale = 1 / (1 - p)``; ``internals()["mask"]`` is the 0/1 mask that
+    backward reuses. In TEST the layer is the identity and keeps no mask.
+
+    The mask is drawn from ``backend.rng(seed)`` of the data's array module;
+    ``reset_rng(seed)`` re-seeds it, so a replay draws the same mask.
+    """
+
+    def __init__(self, param: Any, phase: str = "test") -> None:
+        super().__init__(param, phase)
+        self.ratio = float(param.dropout_param.dropout_ratio)
+        self.scale = 1.0 / (1.0 - self.ratio) if self.ratio < 1 else float("inf")
+        self._seed = 0
+        self._rng: Any = None
+        self._rng_xp: Any = None
+        self._mask: Array | None = None
+
+    def setup(self, bottom_shapes: list[Shape]) -> list[Shape]:
+        if not 0.0 <= self.ratio < 1.0:
+            self.fail(f"dropout_ratio must be in [0, 1), got {self.ratio:g}")
+        self._mask = None
+        return [tuple(bottom_shapes[0])]
+
+    def reset_rng(self, seed: int) -> None:
+        self._seed = int(seed)
+        self._rng = None
+
+    def _generator(self, xp: Any) -> Any:
+        if self._rng is None or self._rng_xp is not xp:
+            self._rng = backend.rng(self._seed, xp)
+            self._rng_xp = xp
+        return self._rng
+
+    def forward(self, bottom: list[Blob], top: list[Blob]) -> None:
+        x = bottom[0].data
+        if self.phase != "train":
+            self._mask = None
+            top[0].data = x.copy()
+            return
+        xp = get_array_module(x)
+        draw_dtype = np.float32 if x.dtype == np.float32 else np.float64
+        u = self._generator(xp).random(x.shape, dtype=draw_dtype)
+        self._mask = (u >= self.ratio).astype(x.dtype)  # P(keep) = 1 - ratio
+        top[0].data = x * self._mask * x.dtype.type(self.scale)
+
+    def backward(self, top: list[Blob], propagate_down: list[bool], bottom: list[Blob]) -> None:
+        if not propagate_down[0]:
+            return
+        dy = top[0].diff
+        if self.phase != "train":
+            bottom[0].diff = dy.copy()
+            return
+        if self._mask is None:
+            self.fail("backward before forward: no dropout mask yet")
+        bottom[0].diff = dy * self._mask * dy.dtype.type(self.scale)
+
+    def internals(self) -> dict[str, Array]:
+        return {} if self._mask is None else {"mask": self._mask}
+
+
+@register("Power")
+class Power(_Neuron):
+    def __init__(self, param: Any, phase: str = "test") -> None:
+        super().__init__(param, phase)
+        p = param.power_param
+        self.power = float(p.power)
+        self.scale = float(p.scale)
+        self.shift = float(p.shift)
+        self.diff_scale = self.power * self.scale
+        self._x: Array | None = None
+
+    def forward(self, bottom: list[Blob], top: list[Blob]) -> None:
+        xp = get_array_module(bottom[0].data)
+        x = bottom[0].data
+        self._x = x  # the top gets a new array, so this stays the input even in place
+        t = x.dtype.type
+        if self.diff_scale == 0:
+            with np.errstate(invalid="ignore", divide="ignore"):
+                value = 1.0 if self.power == 0 else float(np.power(self.shift, self.power))
+            top[0].data = xp.full(x.shape, value, dtype=x.dtype)
+            return
+        top[0].data = (t(self.shift) + t(self.scale) * x) ** t(self.power)
+
+    def backward(self, top: list[Blob], propagate_down: list[bool], bottom: list[Blob]) -> None:
+        if not propagate_down[0]:
+            return
+        xp = get_array_module(top[0].diff)
+        dy = top[0].diff
+        t = dy.dtype.type
+        if self.diff_scale == 0:
+            bottom[0].diff = xp.zeros_like(dy)
+            return
+        if self.power == 1:
+            bottom[0].diff = dy * t(self.diff_scale)
+            return
+        x = self._x if self._x is not None else bottom[0].data
+        base = t(self.shift) + t(self.scale) * x
+        bottom[0].diff = dy * t(self.diff_scale) * base ** t(self.power - 1)
+
+
+@register("AbsVal")
+class AbsVal(_Neuron):
+    def setup(self, bottom_shapes: list[Shape]) -> list[Shape]:
+        p = self.param
+        if len(p.bottom) and len(p.top) and p.bottom[0] == p.top[0]:
+            self.fail("does not allow in-place computation (as Caffe's AbsVal)")
+        return [tuple(bottom_shapes[0])]
+
+    def forward(self, bottom: list[Blob], top: list[Blob]) -> None:
+        xp = get_array_module(bottom[0].data)
+        top[0].data = xp.abs(bottom[0].data)
+
+    def backward(self, top: list[Blob], propagate_down: list[bool], bottom: list[Blob]) -> None:
+        if propagate_down[0]:
+            xp = get_array_module(top[0].diff)
+            bottom[0].diff = xp.sign(bottom[0].data) * top[0].diff
+
+
+BNLL_THRESHOLD = 50.0
+
+
+@register("BNLL")
+class BNLL(_Neuron):
+    def forward(self, bottom: list[Blob], top: list[Blob]) -> None:
+        xp = get_array_module(bottom[0].data)
+        x = bottom[0].data
+        # x + log(1 + exp(-x)) for x > 0, log(1 + exp(x)) otherwise: never overflows.
+        top[0].data = xp.maximum(x, 0) + xp.log1p(xp.exp(-xp.abs(x)))
+
+    def backward(self, top: list[Blob], propagate_down: list[bool], bottom: list[Blob]) -> None:
+        if not propagate_down[0]:
+            return
+        xp = get_array_module(top[0].diff)
+        dy = top[0].diff
+        if _in_place(bottom, top):
+            # The bottom data was overwritten by y = log(1 + exp(x)); sigmoid(x) = 1 - exp(-y).
+            bottom[0].diff = dy * -xp.expm1(-top[0].data)
+            return
+        e = xp.exp(xp.minimum(bottom[0].data, dy.dtype.type(BNLL_THRESHOLD)))
+        bottom[0].diff = dy * e / (e + 1)
+
+
+@register("ELU")
+class ELU(_Neuron):
+    def __init__(self, param: Any, phase: str = "test") -> None:
+        super().__init__(param, phase)
+        self.alpha = float(param.elu_param.alpha)
+
+    def forward(self, bottom: list[Blob], top: list[Blob]) -> None:
+        xp = get_array_module(bottom[0].data)
+        x = bottom[0].data
+        t = x.dtype.type
+        top[0].data = xp.maximum(x, 0) + t(self.alpha) * xp.expm1(xp.minimum(x, 0))
+
+    def backward(self, top: list[Blob], propagate_down: list[bool], bottom: list[Blob]) -> None:
+        if not propagate_down[0]:
+            return
+        xp = get_array_module(top[0].diff)
+        x, y, dy = bottom[0].data, top[0].data, top[0].diff
+        bottom[0].diff = xp.where(x > 0, dy, dy * (y + dy.dtype.type(self.alpha)))

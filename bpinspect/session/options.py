@@ -7,7 +7,6 @@ from typing import Any
 
 from bpinspect.errors import BpinspectError
 from bpinspect.session.diffspec import parse_assignment
-from bpinspect.session.inputs import load_input, parse_mean
 from bpinspect.session.schedule import BOTH, DIRECTIONS
 from bpinspect.session.session import Session
 
@@ -36,8 +35,13 @@ def parse_input_option(text: str, inputs: list[str]) -> tuple[str, str]:
     return name, path
 
 
-def read_inputs(net: Any, options: argparse.Namespace) -> dict[str, Any]:
+def read_inputs(net: Any, options: argparse.Namespace) -> tuple[dict[str, Any], dict[str, str]]:
+    """The arrays of ``--input`` and, per blob, the file it came from."""
+    from bpinspect.io.inputs import load_input, parse_mean
+
+    mean = parse_mean(options.mean) if getattr(options, "mean", None) else None
     arrays: dict[str, Any] = {}
+    sources: dict[str, str] = {}
     for text in getattr(options, "input", None) or []:
         name, path = parse_input_option(text, net.inputs)
         if name not in net.inputs:
@@ -45,10 +49,9 @@ def read_inputs(net: Any, options: argparse.Namespace) -> dict[str, Any]:
                 f"--input {text}: {name!r} is not an input blob of the net "
                 f"(inputs: {', '.join(net.inputs) or 'none'})"
             )
-        shape = net.blobs[name].shape
-        mean = parse_mean(getattr(options, "mean", None), shape[1] if len(shape) > 1 else 1)
-        arrays[name] = load_input(path, shape, mean, name)
-    return arrays
+        arrays[name] = load_input(path, net.blobs[name].shape, mean=mean)
+        sources[name] = path
+    return arrays, sources
 
 
 def parse_break(text: str) -> tuple[str, str]:
@@ -67,14 +70,16 @@ def session_from_options(options: argparse.Namespace, **session_kwargs: Any) -> 
     """
     injections = [parse_assignment(t) for t in getattr(options, "top_diff", None) or []]
     net = load_net(options)
+    inputs, sources = read_inputs(net, options)
     session = Session(
         net,
-        inputs=read_inputs(net, options),
+        inputs=inputs,
         injections=[(blob, spec.text) for blob, spec in injections],
         seed=getattr(options, "seed", 0) or 0,
         export_dir=getattr(options, "export_dir", None) or ".",
         **session_kwargs,
     )
+    session.input_sources.update(sources)
     for text in getattr(options, "breaks", None) or []:
         session.breakpoints.add(*parse_break(text))
     return session

@@ -61,7 +61,7 @@ class Injection:
 @dataclass(frozen=True)
 class StepResult:
     step: Step
-    produced: list[tuple[str, str]]  # (display name, "data" | "diff")
+    produced: list[tuple[str, str, int | None]]  # (blob, kind, None) or (layer, kind, param)
     hits: list[Hit]
     loss: float = 0.0
 
@@ -135,12 +135,14 @@ class Session:
         self.cursor = 0
         self._seeded = False  # the backward pass has begun (diffs seeded)
         self._inputs: dict[str, np.ndarray] = {}
+        self.input_sources: dict[str, str] = {}  # blob -> where its values came from
         given = dict(inputs or {})
         for name in given:
             self._check_input_name(name)
         for name in net.inputs:
             if name in given:
                 self._inputs[name] = self._fit_input(name, given[name])
+                self.input_sources[name] = "given"
             else:
                 self._inputs[name] = self._default_input(name)
         self._n = len(net.layers)
@@ -225,11 +227,11 @@ class Session:
         labels = self._label_range(name)
         gen = backend.rng(self.seed + 7919 * (1 + self.net.inputs.index(name)))
         if labels is not None:
-            self._note(f"input {name}: no --input given; seeded random labels 0..{labels - 1} "
-                       f"(seed {self.seed})")
+            self.input_sources[name] = f"seeded random labels 0..{labels - 1} (seed {self.seed})"
+            self._note(f"input {name}: no --input given; {self.input_sources[name]}")
             return gen.integers(0, labels, size=blob.shape).astype(blob.dtype)
-        self._note(f"input {name}: no --input given; seeded Gaussian noise, std {NOISE_STD:g} "
-                   f"(seed {self.seed})")
+        self.input_sources[name] = f"seeded Gaussian noise, std {NOISE_STD:g} (seed {self.seed})"
+        self._note(f"input {name}: no --input given; {self.input_sources[name]}")
         return (gen.standard_normal(blob.shape) * NOISE_STD).astype(blob.dtype)
 
     def _label_range(self, name: str) -> int | None:
@@ -262,6 +264,7 @@ class Session:
             for inj in list(self.injections.values()):
                 self._set_injection(inj.blob, inj.spec)
         self._inputs[name] = self._fit_input(name, a)
+        self.input_sources[name] = "given"
         self._rebuild_schedule()
         self.restart()
 
@@ -371,7 +374,8 @@ class Session:
         self._seeded = False
         dev = self.net.device
         for name, host in self._inputs.items():
-            self.net.blobs[name].data[...] = dev.asarray(host, dtype=self.net.blobs[name].dtype)
+            blob = self.net.blobs[name]
+            blob.data = dev.asarray(host, dtype=blob.dtype).copy()
         self._skip_skipped()
 
     def step(self) -> StepResult | None:
@@ -416,7 +420,8 @@ class Session:
                 step, [(display_name(n), k, a) for n, k, a in produced]
             )
             hits = [self._explain(h) for h in hits]
-        return StepResult(step, [(display_name(n), k) for n, k, _ in produced], hits, loss)
+        refs = [(n, k, None) if isinstance(n, str) else (n[0], k, n[1]) for n, k, _ in produced]
+        return StepResult(step, refs, hits, loss)
 
     def _begin_backward(self, step: Step) -> Record:
         """Zero the diffs, seed loss tops with their loss weight, apply injections."""
@@ -426,7 +431,7 @@ class Session:
         dev = net.device
         for inj in self.injections.values():
             blob = net.blobs[inj.blob]
-            blob.diff[...] = dev.asarray(inj.array, dtype=blob.dtype)
+            blob.diff = dev.asarray(inj.array, dtype=blob.dtype).copy()
         self._seeded = True
         return Record(step.index, True, {(b, "diff"): net.blobs[b].diff
                                          for b in self._seeded_blobs()})
@@ -549,12 +554,15 @@ class Session:
                 self._replay_to(k)
                 return
             values[key] = v
+        # Assign fresh arrays (as layers do) rather than write into the live ones:
+        # a layer may have made two blobs share one array.
         for key, v in values.items():
-            live = self._live(key)
+            blob, kind = self._blob_of(key[0]), key[1]
             if v is not None:
-                live[...] = v
-            elif key[1] == "diff":
-                live[...] = 0
+                setattr(blob, kind, v.copy())
+            elif kind == "diff":
+                live = getattr(blob, kind)
+                setattr(blob, kind, get_array_module(live).zeros_like(live))
         self.history.truncate(k)
         first_backward = self._first_backward()
         self._seeded = first_backward is not None and k > first_backward
@@ -582,10 +590,11 @@ class Session:
             raise BpinspectError(f"layer {name!r} has {len(params)} params, no param {param}")
         return self._param_owner[(name, param)], kind
 
+    def _blob_of(self, name: Name) -> Any:
+        return self.net.blobs[name] if isinstance(name, str) else self.net.params[name[0]][name[1]]
+
     def _live(self, key: Key) -> Array:
-        name, kind = key
-        blob = self.net.blobs[name] if isinstance(name, str) else self.net.params[name[0]][name[1]]
-        return blob.data if kind == "data" else blob.diff
+        return getattr(self._blob_of(key[0]), key[1])
 
     def _resolve_step(self, step: int | None) -> int:
         last = self.cursor - 1
@@ -788,7 +797,7 @@ class Session:
         if not items:
             raise BpinspectError(f"export: {blob} has no {' or '.join(kinds)} yet at step {s}")
         return export_items(directory or self.export_dir, items, overwrite=overwrite,
-                            header=self._manifest_header())
+                            header=self.manifest_header())
 
     def export_all(self, step: int | None = None, kinds: tuple[str, ...] = ("data", "diff"),
                    directory: str | None = None, overwrite: bool = False) -> list[Any]:
@@ -810,8 +819,16 @@ class Session:
         if not items:
             raise BpinspectError(f"export: nothing has been computed yet at step {s}")
         return export_items(directory or self.export_dir, items, overwrite=overwrite,
-                            header=self._manifest_header())
+                            header=self.manifest_header())
 
-    def _manifest_header(self) -> dict[str, Any]:
-        return {"net": self.net.name, "phase": self.net.phase,
-                "weights": self.net.weights_source}
+    def manifest_header(self) -> dict[str, Any]:
+        """What manifest.json says about the run the exported values come from."""
+        net = self.net
+        return {
+            "net": net.name,
+            "phase": net.phase,
+            "device": net.device.name,
+            "weights": net.weights_source,
+            "injections": {b: inj.spec for b, inj in self.injections.items()},
+            "inputs": dict(self.input_sources),
+        }

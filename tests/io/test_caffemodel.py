@@ -81,6 +81,37 @@ def test_write_replaces_atomically_and_leaves_no_temp_on_failure(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["w.caffemodel"]
 
 
+def test_failed_rename_leaves_the_old_file_and_no_temp(tmp_path, monkeypatch):
+    path = tmp_path / "w.caffemodel"
+    write_caffemodel(path, [("fc", "InnerProduct", [np.ones((2, 2))])])
+    before = path.read_bytes()
+
+    def refuse(src, dst):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr("os.replace", refuse)
+    with pytest.raises(BpinspectError) as e:
+        write_caffemodel(path, [("fc", "InnerProduct", [np.zeros((2, 2))])])
+    assert str(e.value) == f"{path}: cannot write: Permission denied"
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["w.caffemodel"]
+
+
+def test_written_bytes_are_protobufs_own_serialization(tmp_path):
+    a = arrays()
+    path = tmp_path / "w.caffemodel"
+    layers = [("conv1", "Convolution", a["conv1"]), ("relu", "ReLU", []), ("fc", "", a["fc"])]
+    write_caffemodel(path, layers, net_name="n")
+    plain = caffe_pb2.NetParameter(name="n")
+    for name, type_name, blobs in layers:
+        layer = plain.layer.add(name=name, type=type_name)
+        for x in blobs:
+            blob = layer.blobs.add()
+            blob.shape.dim.extend(x.shape)
+            blob.data.extend(np.asarray(x, np.float32).ravel().tolist())
+    assert path.read_bytes() == plain.SerializeToString()
+
+
 def test_write_into_missing_directory(tmp_path):
     path = tmp_path / "nope" / "w.caffemodel"
     with pytest.raises(BpinspectError, match=r"does not exist$"):

@@ -125,9 +125,16 @@ def test_negative_unsigned_value():
 
 def test_solver_text_is_not_a_net():
     message = error_of('net: "train_val.prototxt"\nbase_lr: 0.01\n', "solver.prototxt")
+    assert message == (
+        "solver.prototxt: a solver definition (SolverParameter), not a net; "
+        "its net is in 'train_val.prototxt'"
+    )
+
+
+def test_unknown_field_that_no_solver_has_either():
+    message = error_of("base_lr: 0.01\nbogus: 1\n", "x.prototxt")
     assert (
-        message
-        == 'solver.prototxt:1:1: Message type "caffe.NetParameter" has no field named "net".'
+        message == 'x.prototxt:1:1: Message type "caffe.NetParameter" has no field named "base_lr".'
     )
 
 

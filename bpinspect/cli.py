@@ -1,0 +1,268 @@
+"""The command line: ``bpinspect NET`` (the TUI), ``bpinspect dump``, ``bpinspect check``.
+
+Every user error is one line on stderr, ``bpinspect: <message>``, and exit
+code 2 (argparse's own usage errors too); a gradient check that fails exits 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from bpinspect import __version__
+from bpinspect.errors import EXIT_USAGE, BpinspectError
+
+EXIT_CHECK_FAILED = 1
+COMMANDS = ("dump", "check")
+
+DESCRIPTION = """\
+A terminal debugger for backpropagation in Caffe nets.
+
+  bpinspect NET [options]          step through forward and backward in the TUI
+  bpinspect dump NET --out DIR     run forward + backward, write every blob to .npy
+  bpinspect check NET              check every layer's gradient numerically
+"""
+
+TOP_DIFF_HELP = (
+    "inject a top diff (repeatable): BLOB=SPEC with SPEC one of onehot:C, onehot:C@N, "
+    "ones, zeros, const:X, randn:seed=S,scale=X, npy:FILE; backward starts at the layer "
+    "that produces BLOB, as pycaffe's net.backward(BLOB=...)"
+)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors in our one-line form (still exit code 2)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: {message}\n")
+
+
+def add_net_options(p: argparse.ArgumentParser) -> None:
+    """The options every way in shares: what to load, and how to run it."""
+    p.add_argument("net", metavar="NET.prototxt", help="the net (text prototxt)")
+    p.add_argument("--weights", metavar="W.caffemodel",
+                   help="trained weights (default: a seeded MSRA filler, said so on screen)")
+    p.add_argument("--input", action="append", default=[], metavar="NAME=FILE",
+                   help="an input blob from an image or a .npy (repeatable); FILE alone "
+                        "fills the first input")
+    p.add_argument("--mean", metavar="B,G,R|FILE",
+                   help="mean subtracted from image inputs: B,G,R values, or a .npy / "
+                        ".binaryproto file")
+    p.add_argument("--top-diff", action="append", default=[], metavar="BLOB=SPEC",
+                   help=TOP_DIFF_HELP)
+    p.add_argument("--phase", choices=("train", "test"), default="test",
+                   help="which layers the net keeps (include/exclude), default test")
+    p.add_argument("--device", default="auto", metavar="auto|cpu|gpu|gpu:N",
+                   help="where the math runs (default auto: the first GPU if CuPy sees one)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the weight filler, dropout masks and random inputs (default 0)")
+
+
+def build_tui_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="bpinspect",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="bpinspect dump --help and bpinspect check --help describe the headless ways in.",
+    )
+    p.add_argument("--version", action="version", version=f"bpinspect {__version__}")
+    add_net_options(p)
+    p.add_argument("--break", dest="breaks", action="append", default=[], metavar="LAYER",
+                   help="stop before LAYER (repeatable); LAYER:forward or LAYER:backward for "
+                        "one direction")
+    p.add_argument("--export-dir", metavar="DIR", help="where exports go (default: .)")
+    return p
+
+
+def build_dump_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="bpinspect dump",
+        description="Run a full forward and backward pass and write, into DIR, every blob's "
+                    "final data and diff (<blob>.data.npy, <blob>.diff.npy), every param "
+                    "(<layer>.param<i>.data.npy / .diff.npy) and manifest.json; print each "
+                    "layer's statistics (Caffe's debug_info, readable).",
+    )
+    add_net_options(p)
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="output directory (created if missing)")
+    p.add_argument("--force", action="store_true",
+                   help="replace files of an earlier dump in DIR")
+    return p
+
+
+def build_check_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="bpinspect check",
+        description="Check every layer's backward numerically, at the net's real shapes: "
+                    "central differences in float64 at sampled coordinates of every bottom "
+                    "and param, points at a kink (ReLU at 0, tied maxima) left out. Exits 1 "
+                    "when a layer fails.",
+    )
+    add_net_options(p)
+    p.add_argument("--coords", type=int, default=8, metavar="N",
+                   help="coordinates sampled per bottom and per param (default 8)")
+    p.add_argument("--eps", type=float, default=None, metavar="E",
+                   help="step of the central differences (default 1e-6 of the value's scale)")
+    p.add_argument("--threshold", type=float, default=None, metavar="T",
+                   help="largest relative error that passes (default 1e-4)")
+    return p
+
+
+def parse_args(argv: Sequence[str]) -> tuple[str, argparse.Namespace]:
+    """``(command, options)`` with command "tui", "dump" or "check"."""
+    argv = list(argv)
+    if argv and argv[0] in COMMANDS:
+        command = argv[0]
+        parser = build_dump_parser() if command == "dump" else build_check_parser()
+        return command, parser.parse_args(argv[1:])
+    return "tui", build_tui_parser().parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        command, options = parse_args(argv)
+        if command == "dump":
+            return run_dump(options)
+        if command == "check":
+            return run_check(options)
+        return run_tui(options)
+    except BpinspectError as exc:
+        print(f"bpinspect: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("bpinspect: interrupted", file=sys.stderr)
+        return 130
+
+
+def run_tui(options: argparse.Namespace) -> int:
+    from bpinspect.tui.app import run_app  # the TUI is only imported on this path
+
+    return int(run_app(options) or 0)
+
+
+
+# ---- dump -----------------------------------------------------------------------
+
+
+def _console(stderr: bool = False):  # noqa: ANN202
+    from rich.console import Console
+
+    # Piped output gets a wide table rather than rich's default 80 columns.
+    console = Console(stderr=stderr, highlight=False, soft_wrap=False)
+    if not console.is_terminal:
+        console = Console(stderr=stderr, highlight=False, width=200)
+    return console
+
+
+def _num(v: float | None) -> str:
+    if v is None:
+        return ""
+    if v != v:  # NaN
+        return "nan"
+    return f"{v:.4g}"
+
+
+def _header(console, session, title: str) -> None:  # noqa: ANN001
+    net = session.net
+    console.print(f"[bold]{title}[/bold] net {net.name!r} ({net.source})")
+    console.print(f"  phase: {net.phase}   device: {net.device.name}")
+    console.print(f"  weights: {net.weights_source}")
+    for blob, inj in session.injections.items():
+        console.print(f"  top diff: {blob}={inj.spec}")
+    for note in session.notes:
+        console.print(f"  note: {note}", markup=False)
+
+
+def run_dump(options: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from bpinspect.session.dump import run_pass, write_final
+    from bpinspect.session.options import session_from_options
+
+    session = session_from_options(options, history_budget=0)
+    rows = run_pass(session)
+    paths = write_final(session, options.out, overwrite=options.force)
+
+    console = _console()
+    _header(console, session, "bpinspect dump:")
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for col, justify in (("step", "right"), ("", "left"), ("layer", "left"), ("type", "left"),
+                         ("blob", "left"), ("", "left"), ("shape", "left"), ("min", "right"),
+                         ("max", "right"), ("mean", "right"), ("std", "right"),
+                         ("L2", "right"), ("zeros", "right"), ("nan/inf", "right")):
+        table.add_column(col, justify=justify, no_wrap=True)
+    for row in rows:
+        step = row.step
+        arrow = "fwd" if step.direction == "forward" else "bwd"
+        if row.stats is None:
+            table.add_row(str(step.index), arrow, step.layer_name, step.layer_type, "",
+                          "", f"[dim]skipped: {step.reason}[/dim]")
+            continue
+        s = row.stats
+        bad = s.nan + s.inf
+        table.add_row(
+            str(step.index), arrow, step.layer_name, step.layer_type, row.blob, row.kind,
+            "x".join(str(d) for d in s.shape), _num(s.min), _num(s.max), _num(s.mean),
+            _num(s.std), _num(s.l2), f"{100 * s.frac_zero:.1f}%",
+            f"[red]{s.nan}/{s.inf}[/red]" if bad else "0",
+        )
+    console.print(table)
+    console.print(f"wrote {len(paths)} files and manifest.json to {options.out}")
+    return 0
+
+
+# ---- check ----------------------------------------------------------------------
+
+
+def run_check(options: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from bpinspect.session import netcheck
+    from bpinspect.session.options import load_net, read_inputs
+
+    if options.coords < 1:
+        raise BpinspectError(f"--coords {options.coords}: expected at least 1")
+    net = load_net(options)
+    inputs, _ = read_inputs(net, options)
+    # The inputs a session would use (given, or seeded noise), set as a session sets them.
+    from bpinspect.session.session import Session
+
+    session = Session(net, inputs=inputs, seed=options.seed, history_budget=0)
+    eps = options.eps if options.eps is not None else netcheck.DEFAULT_EPS
+    threshold = options.threshold if options.threshold is not None else netcheck.DEFAULT_THRESHOLD
+    results = netcheck.check_net(net, max_coords=options.coords, eps=eps, threshold=threshold,
+                                 seed=options.seed)
+
+    console = _console()
+    _header(console, session, "bpinspect check:")
+    console.print(f"  {options.coords} coordinates per bottom and param, float64, "
+                  f"eps {eps:g}, threshold {threshold:g} (relative error)")
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for col, justify in (("layer", "left"), ("type", "left"), ("checked", "left"),
+                         ("coords", "right"), ("kinks", "right"), ("max rel err", "right"),
+                         ("worst: analytic", "right"), ("numeric", "right"), ("", "left")):
+        table.add_column(col, justify=justify, no_wrap=True)
+    failed = []
+    for lc in results:
+        if not lc.results:
+            table.add_row(lc.layer, lc.type, f"[dim]{lc.note}[/dim]", "", "", "", "", "", "")
+            continue
+        if not lc.passed:
+            failed.append(lc.layer)
+        for k, r in enumerate(lc.results):
+            verdict = "[green]ok[/green]" if r.passed else "[bold red]FAIL[/bold red]"
+            table.add_row(
+                lc.layer if k == 0 else "", lc.type if k == 0 else "", r.what, str(r.checked),
+                str(lc.kinks) if k == 0 else "", f"{r.max_rel_error:.2e}",
+                _num(r.analytic_at_worst) if r.checked else "",
+                _num(r.numeric_at_worst) if r.checked else "", verdict,
+            )
+    console.print(table)
+    if failed:
+        console.print(f"[bold red]{len(failed)} layer(s) failed:[/bold red] {', '.join(failed)}")
+        return EXIT_CHECK_FAILED
+    console.print(f"all {sum(1 for r in results if r.results)} layers with a gradient passed")
+    return 0
