@@ -230,7 +230,9 @@ def run_check(options: argparse.Namespace) -> int:
     # The inputs a session would use (given, or seeded noise), set as a session sets them.
     from bpinspect.session.session import Session
 
-    session = Session(net, inputs=inputs, seed=options.seed, history_budget=0)
+    # Inputs not given: unit Gaussian noise, as Caffe's own gradient tests fill bottoms
+    # (image-scale noise saturates a loss, whose clamped log then has no derivative).
+    session = Session(net, inputs=inputs, seed=options.seed, history_budget=0, noise_std=1.0)
     eps = options.eps if options.eps is not None else netcheck.DEFAULT_EPS
     threshold = options.threshold if options.threshold is not None else netcheck.DEFAULT_THRESHOLD
     results = netcheck.check_net(net, max_coords=options.coords, eps=eps, threshold=threshold,

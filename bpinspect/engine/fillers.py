@@ -18,9 +18,10 @@ Caffe's ``GetFiller(param)->Fill(blob)`` would, with the same definitions:
   of a 4-axis blob, for upsampling Deconvolutions.
 
 Randomness comes only from ``rng``, a seeded generator of either array module
-(``backend.rng(seed, xp)``), never from global state. The values are drawn
-by ``rng`` and then placed on ``xp``; so a NumPy generator gives the same
-weights whichever device runs the net.
+(``backend.rng(seed, xp)``), never from global state. Values are drawn in
+float64 whatever ``dtype`` is, then cast and placed on ``xp``: one seed gives
+the same weights (up to rounding) to a float32 and a float64 net, and a NumPy
+generator gives the same weights whichever device runs the net.
 """
 
 from __future__ import annotations
@@ -75,17 +76,17 @@ def fill(
         return xp.zeros(shape, dtype=dtype)
 
     if kind == "uniform":
-        values = _uniform(rng, shape, float(filler.min), float(filler.max), dtype)
+        values = _uniform(rng, shape, float(filler.min), float(filler.max))
     elif kind == "gaussian":
         if sparse < -1:
             raise BpinspectError(f"filler 'gaussian': sparse must be >= -1, got {sparse}")
-        values = _gaussian(rng, shape, float(filler.mean), float(filler.std), dtype)
+        values = _gaussian(rng, shape, float(filler.mean), float(filler.std))
         if sparse >= 0:
             rows = _first_axis(shape, kind)
-            keep = _random(rng, shape, dtype) < sparse / rows
+            keep = _random(rng, shape) < sparse / rows
             values = values * keep
     elif kind == "positive_unitball":
-        values = _random(rng, shape, dtype)
+        values = _random(rng, shape)
         rows = _first_axis(shape, kind)
         flat = values.reshape(rows, -1)
         values = (flat / flat.sum(axis=1, keepdims=True)).reshape(shape)
@@ -93,9 +94,9 @@ def fill(
         n = _fan(filler, shape, kind)
         if kind == "xavier":
             scale = math.sqrt(3.0 / n)
-            values = _uniform(rng, shape, -scale, scale, dtype)
+            values = _uniform(rng, shape, -scale, scale)
         else:
-            values = _gaussian(rng, shape, 0.0, math.sqrt(2.0 / n), dtype)
+            values = _gaussian(rng, shape, 0.0, math.sqrt(2.0 / n))
     return xp.asarray(values, dtype=dtype)
 
 
@@ -107,28 +108,23 @@ def msra_default(shape: Shape, xp: types.ModuleType, rng: Any, dtype: Any = np.f
     if math.prod(shape) == 0:
         return xp.zeros(shape, dtype=dtype)
     n = _fan(None, shape, "msra")
-    return xp.asarray(_gaussian(rng, shape, 0.0, math.sqrt(2.0 / n), dtype), dtype=dtype)
+    return xp.asarray(_gaussian(rng, shape, 0.0, math.sqrt(2.0 / n)), dtype=dtype)
 
 
 # ---- helpers ------------------------------------------------------------------------
 
 
-def _gen_dtype(dtype: Any) -> Any:
-    # NumPy's and CuPy's generators draw float32 or float64 only.
-    return np.float32 if np.dtype(dtype) == np.float32 else np.float64
+def _random(rng: Any, shape: Shape) -> Array:
+    """U[0, 1) from ``rng`` (NumPy or CuPy Generator), in float64."""
+    return rng.random(shape, dtype=np.float64)
 
 
-def _random(rng: Any, shape: Shape, dtype: Any) -> Array:
-    """U[0, 1) from ``rng`` (NumPy or CuPy Generator)."""
-    return rng.random(shape, dtype=_gen_dtype(dtype))
+def _uniform(rng: Any, shape: Shape, low: float, high: float) -> Array:
+    return low + (high - low) * _random(rng, shape)
 
 
-def _uniform(rng: Any, shape: Shape, low: float, high: float, dtype: Any) -> Array:
-    return low + (high - low) * _random(rng, shape, dtype)
-
-
-def _gaussian(rng: Any, shape: Shape, mean: float, std: float, dtype: Any) -> Array:
-    return mean + std * rng.standard_normal(shape, dtype=_gen_dtype(dtype))
+def _gaussian(rng: Any, shape: Shape, mean: float, std: float) -> Array:
+    return mean + std * rng.standard_normal(shape, dtype=np.float64)
 
 
 def _first_axis(shape: Shape, kind: str) -> int:

@@ -167,7 +167,7 @@ class Net:
         param.state.phase = phase_value
         if level is not None:
             param.state.level = int(level)
-        param.state.stage.extend(stages)
+        param.state.stage.extend([stages] if isinstance(stages, str) else stages)
         self.phase: str = _PHASE_NAMES[phase_value]
         self.name: str = param.name
         self.force_backward: bool = bool(param.force_backward)

@@ -67,7 +67,8 @@ class Concat(Layer):
             if len(s) != n:
                 self.fail(f"all bottoms must have the same number of axes: bottom[0] is "
                           f"{shapes[0]}, bottom[{i}] is {s}")
-            if any(a != b for j, (a, b) in enumerate(zip(s, shapes[0])) if j != self.axis):
+            pairs = enumerate(zip(s, shapes[0], strict=True))
+            if any(a != b for j, (a, b) in pairs if j != self.axis):
                 self.fail(f"all bottoms must have the same shape except along axis "
                           f"{self.axis}: bottom[0] is {shapes[0]}, bottom[{i}] is {s}")
         sizes = [s[self.axis] for s in shapes]
@@ -93,7 +94,7 @@ class Concat(Layer):
         # Copies, as Caffe's caffe_copy: each bottom diff owns its memory.
         parts = [diff[_index(self.axis, int(o[i]), int(o[i + 1]))].copy()
                  if propagate_down[i] else None for i in range(len(bottom))]
-        for b, part in zip(bottom, parts):
+        for b, part in zip(bottom, parts, strict=True):
             if part is not None:
                 b.diff = part
 
@@ -122,7 +123,7 @@ class Slice(Layer):
                 self.fail(f"{len(self.slice_point)} slice_point(s) for {num_tops} tops "
                           f"(give one fewer than the tops)")
             points = [0, *self.slice_point, size]
-            if any(b <= a for a, b in zip(points, points[1:])):
+            if any(b <= a for a, b in zip(points, points[1:], strict=False)):
                 self.fail(f"slice_point {self.slice_point} must increase strictly within "
                           f"(0, {size}) along axis {self.axis}")
         else:
@@ -132,7 +133,7 @@ class Slice(Layer):
             points = [i * step for i in range(num_tops + 1)]
         self._offsets = np.asarray(points, dtype=np.int64)
         tops = []
-        for a, b in zip(points, points[1:]):
+        for a, b in zip(points, points[1:], strict=False):
             s = list(shape)
             s[self.axis] = b - a
             tops.append(tuple(s))

@@ -9,7 +9,8 @@
   As in Caffe, a top with a constant filler is filled once (Caffe does it in
   SetUp; here on the first forward, and again only if the blob's array was
   replaced), any other filler refills its top on every forward, from
-  ``backend.rng(seed)``; ``reset_rng(seed)`` re-seeds it, so a replay draws
+  ``backend.rng(seed)`` on the host (one seed, the same values on the CPU and
+  the GPU); ``reset_rng(seed)`` re-seeds it, so a replay draws
   the same values.
 
 Neither has a backward.
@@ -73,7 +74,6 @@ class DummyData(_NoBottoms):
             self.data_fillers = [caffe_pb2.FillerParameter(type="constant", value=0)]
         self._seed = 0
         self._rng: Any = None
-        self._rng_xp: Any = None
         self._filled: dict[int, Any] = {}  # top index -> the array a constant filler filled
 
     def setup(self, bottom_shapes: list[Shape]) -> list[Shape]:
@@ -85,7 +85,7 @@ class DummyData(_NoBottoms):
         if any(legacy):
             if len(p.shape):
                 self.fail("both shape and the legacy num/channels/height/width were given")
-            for name, values in zip(("num", "channels", "height", "width"), legacy):
+            for name, values in zip(("num", "channels", "height", "width"), legacy, strict=True):
                 self._per_top(f"dummy_data_param.{name}", len(values), allow_zero=False)
             return [tuple(int(v[0 if len(v) == 1 else i]) for v in legacy)
                     for i in range(num_tops)]
@@ -97,10 +97,9 @@ class DummyData(_NoBottoms):
         self._seed = int(seed)
         self._rng = None
 
-    def _generator(self, xp: Any) -> Any:
-        if self._rng is None or self._rng_xp is not xp:
-            self._rng = backend.rng(self._seed, xp)
-            self._rng_xp = xp
+    def _generator(self) -> Any:
+        if self._rng is None:
+            self._rng = backend.rng(self._seed)
         return self._rng
 
     def forward(self, bottom: list[Blob], top: list[Blob]) -> None:
@@ -109,6 +108,6 @@ class DummyData(_NoBottoms):
             if filler.type == "constant" and self._filled.get(i) is blob.data:
                 continue
             xp = blob.xp
-            blob.data = fillers.fill(filler, blob.shape, xp=xp, rng=self._generator(xp),
+            blob.data = fillers.fill(filler, blob.shape, xp=xp, rng=self._generator(),
                                      dtype=blob.dtype)
             self._filled[i] = blob.data

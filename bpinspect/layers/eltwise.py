@@ -69,7 +69,7 @@ class Eltwise(Layer):
         elif self.operation == SUM:
             t = xs[0].dtype.type
             y = xs[0] * t(self._coeffs[0])
-            for x, c in zip(xs[1:], self._coeffs[1:]):
+            for x, c in zip(xs[1:], self._coeffs[1:], strict=True):
                 y += x * t(c)
         else:  # MAX, Caffe's loop order
             first = xs[0] > xs[1]
@@ -105,7 +105,7 @@ class Eltwise(Layer):
                 if self._argmax is None:
                     self.fail("backward before forward: no argmax yet")
                 grads.append(xp.where(self._argmax == i, dy, 0).astype(dy.dtype))
-        for b, g in zip(bottom, grads):
+        for b, g in zip(bottom, grads, strict=True):
             if g is not None:
                 b.diff = g
 

@@ -80,16 +80,16 @@ class SoftmaxWithLoss(Layer):
         super().__init__(param, phase)
         lp = param.loss_param
         self.axis = int(param.softmax_param.axis)
-        self.ignore_label: int | None = int(lp.ignore_label) if lp.HasField("ignore_label") else None
+        self.ignore_label = int(lp.ignore_label) if lp.HasField("ignore_label") else None
         if not lp.HasField("normalization") and lp.HasField("normalize"):
             self.normalization = VALID if lp.normalize else BATCH_SIZE
         else:
             self.normalization = int(lp.normalization)
         self._axis = 1
         self._outer = self._inner = self._channels = 0
-        self._prob: Array | None = None
-        self._labels: Array | None = None
-        self._valid: Array | None = None
+        self._prob: Array = None  # until forward
+        self._labels: Array = None  # until forward
+        self._valid: Array = None  # until forward
         self._normalizer: Any = 1.0
 
     def setup(self, bottom_shapes: list[Shape]) -> list[Shape]:
@@ -175,7 +175,7 @@ class EuclideanLoss(Layer):
 
     def __init__(self, param: Any, phase: str = "test") -> None:
         super().__init__(param, phase)
-        self._diff: Array | None = None
+        self._diff: Array = None  # until forward
         self._num = 1
 
     def setup(self, bottom_shapes: list[Shape]) -> list[Shape]:
@@ -223,7 +223,7 @@ class Accuracy(Layer):
         ap = param.accuracy_param
         self.top_k = int(ap.top_k)
         self.axis = int(ap.axis)
-        self.ignore_label: int | None = int(ap.ignore_label) if ap.HasField("ignore_label") else None
+        self.ignore_label = int(ap.ignore_label) if ap.HasField("ignore_label") else None
         self._axis = 1
         self._outer = self._inner = self._channels = 0
 

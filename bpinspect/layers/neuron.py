@@ -4,19 +4,19 @@ Each may run in place (``bottom: "x" top: "x"``): forward reads what backward
 needs before the top is written (the top gets a new array), and backward
 computes the bottom diff from the top diff before assigning it.
 
-=========  =========================================  ==============================
-type       forward                                    gradient (bottom_diff =)
-=========  =========================================  ==============================
-ReLU       max(x, 0) + negative_slope * min(x, 0)     dy * (x > 0 ? 1 : negative_slope)
-Sigmoid    1 / (1 + exp(-x)) = 0.5 tanh(x/2) + 0.5    dy * y * (1 - y)
-TanH       tanh(x)                                    dy * (1 - y^2)
-Dropout    TRAIN: x * mask / (1 - p),                 TRAIN: dy * mask / (1 - p)
-           mask ~ Bernoulli(1 - p); TEST: x           TEST: dy
-Power      (shift + scale * x)^power                  dy * power * scale * (shift + scale x)^(power-1)
-AbsVal     |x|                                        dy * sign(x)
-BNLL       log(1 + exp(x))                            dy * sigmoid(x)
-ELU        x > 0 ? x : alpha * (exp(x) - 1)           dy * (x > 0 ? 1 : y + alpha)
-=========  =========================================  ==============================
+=======  ======================================  ==========================================
+type     forward                                 gradient (bottom_diff =)
+=======  ======================================  ==========================================
+ReLU     max(x, 0) + negative_slope * min(x, 0)  dy * (x > 0 ? 1 : negative_slope)
+Sigmoid  1 / (1 + exp(-x)) = tanh(x/2)/2 + 1/2   dy * y * (1 - y)
+TanH     tanh(x)                                 dy * (1 - y^2)
+Dropout  TRAIN: x * mask / (1 - p),              TRAIN: dy * mask / (1 - p)
+         mask ~ Bernoulli(1 - p); TEST: x        TEST: dy
+Power    (shift + scale * x)^power               dy * power * scale * (shift + scale x)^(power-1)
+AbsVal   |x|                                     dy * sign(x)
+BNLL     log(1 + exp(x))                         dy * sigmoid(x)
+ELU      x > 0 ? x : alpha * (exp(x) - 1)        dy * (x > 0 ? 1 : y + alpha)
+=======  ======================================  ==========================================
 
 Sources: src/caffe/layers/{relu,sigmoid,tanh,dropout,power,absval,bnll,elu}_layer.cpp.
 As in Caffe, ReLU and ELU backward test the sign of the bottom data, which
@@ -103,8 +103,10 @@ class Dropout(_Neuron):
     ``scale = 1 / (1 - p)``; ``internals()["mask"]`` is the 0/1 mask that
     backward reuses. In TEST the layer is the identity and keeps no mask.
 
-    The mask is drawn from ``backend.rng(seed)`` of the data's array module;
-    ``reset_rng(seed)`` re-seeds it, so a replay draws the same mask.
+    The mask is drawn on the host from ``backend.rng(seed)`` (NumPy, float64)
+    and then copied to the data's device, so one seed gives one mask on the
+    CPU and the GPU, in float32 and float64; ``reset_rng(seed)`` re-seeds it,
+    so a replay draws the same mask.
     """
 
     def __init__(self, param: Any, phase: str = "test") -> None:
@@ -113,7 +115,6 @@ class Dropout(_Neuron):
         self.scale = 1.0 / (1.0 - self.ratio) if self.ratio < 1 else float("inf")
         self._seed = 0
         self._rng: Any = None
-        self._rng_xp: Any = None
         self._mask: Array | None = None
 
     def setup(self, bottom_shapes: list[Shape]) -> list[Shape]:
@@ -126,10 +127,9 @@ class Dropout(_Neuron):
         self._seed = int(seed)
         self._rng = None
 
-    def _generator(self, xp: Any) -> Any:
-        if self._rng is None or self._rng_xp is not xp:
-            self._rng = backend.rng(self._seed, xp)
-            self._rng_xp = xp
+    def _generator(self) -> Any:
+        if self._rng is None:
+            self._rng = backend.rng(self._seed)
         return self._rng
 
     def forward(self, bottom: list[Blob], top: list[Blob]) -> None:
@@ -139,9 +139,8 @@ class Dropout(_Neuron):
             top[0].data = x.copy()
             return
         xp = get_array_module(x)
-        draw_dtype = np.float32 if x.dtype == np.float32 else np.float64
-        u = self._generator(xp).random(x.shape, dtype=draw_dtype)
-        self._mask = (u >= self.ratio).astype(x.dtype)  # P(keep) = 1 - ratio
+        keep = self._generator().random(x.shape) >= self.ratio  # P(keep) = 1 - ratio
+        self._mask = xp.asarray(keep, dtype=x.dtype)
         top[0].data = x * self._mask * x.dtype.type(self.scale)
 
     def backward(self, top: list[Blob], propagate_down: list[bool], bottom: list[Blob]) -> None:

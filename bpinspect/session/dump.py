@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+
 from bpinspect.errors import BpinspectError
 from bpinspect.session.export import ExportItem, encode_name, export_items, final_file_name
 from bpinspect.session.schedule import Step

@@ -2,9 +2,11 @@
 
 A record holds device copies of the arrays one step wrote: its tops' data
 after a forward step, its bottoms' diffs and its params' diffs after a
-backward step (keys ``(blob, "data"|"diff")``; a param is ``"layer#i"``).
-The diffs set when the backward pass begins (loss weights, injections) are a
-*seed* record of the first backward step. Because every write is recorded
+backward step (keys ``(name, "data"|"diff")``, name a blob or a
+``(layer, param index)`` pair). The diffs set when the backward pass begins
+(loss weights, injections) are a *seed* record of the first backward step.
+Positions order it all: ``before(s)`` is right before step ``s`` ran (after
+its seeding), ``after(s)`` right after. Because every write is recorded
 where it happens, an in-place layer (relu1 writing conv1) does not erase the
 version before it: ``value_at`` finds the one current at any step.
 
@@ -17,10 +19,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from bpinspect.backend import Array
 
-Key = tuple[str, str]  # (blob or "layer#i", "data" | "diff")
+Key = tuple[Any, str]  # (blob name or (layer, param index), "data" | "diff")
 
 DEFAULT_BUDGET = 1 << 30  # 1 GiB: CaffeNet at batch 16 records about 0.5 GiB a pass
 
@@ -33,8 +36,15 @@ class _Dropped:
 DROPPED = _Dropped()
 
 
-def param_key(layer: str, index: int) -> str:
-    return f"{layer}#{index}"
+def after(step: int) -> int:
+    """The position right after ``step`` ran."""
+    return 2 * step + 1
+
+
+def before(step: int) -> int:
+    """The position right before ``step`` ran (after the seeding, if it is the first
+    backward step)."""
+    return 2 * step
 
 
 @dataclass
@@ -42,6 +52,10 @@ class Record:
     step: int
     seed: bool
     arrays: dict[Key, Array] = field(default_factory=dict)
+
+    @property
+    def pos(self) -> int:
+        return before(self.step) if self.seed else after(self.step)
 
     @property
     def nbytes(self) -> int:
@@ -80,11 +94,11 @@ class History:
         self.nbytes = sum(r.nbytes for r in kept)
         self.complete_from = min(self.complete_from, first_undone)
 
-    def value_at(self, key: Key, step: int) -> Array | None | _Dropped:
-        """The array ``key`` held right after ``step`` ran, None if no step up to
-        ``step`` wrote it, DROPPED if the answer may have been dropped."""
+    def value_at(self, key: Key, pos: int) -> Array | None | _Dropped:
+        """The array ``key`` held at position ``pos`` (``after(step)``/``before(step)``),
+        None if nothing up to there wrote it, DROPPED if the answer may have been dropped."""
         for rec in reversed(self.records):
-            if rec.step <= step and key in rec.arrays:
+            if rec.pos <= pos and key in rec.arrays:
                 return rec.arrays[key]
         if self.complete_from > 0:
             return DROPPED

@@ -238,7 +238,7 @@ def concat_view(layer_name: str, layer: Any, whole: str, parts: list[str],
     else:
         starts = list(np.cumsum([0] + [s[axis] for s in shapes[:-1]]))
     slices = []
-    for blob, shape, start in zip(parts, shapes, starts):
+    for blob, shape, start in zip(parts, shapes, starts, strict=True):
         end = int(start) + shape[axis]
         index = (slice(None),) * axis + (slice(int(start), end),)
         slices.append(SliceInfo(

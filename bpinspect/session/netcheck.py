@@ -107,19 +107,20 @@ def check_layer_in_net(net: Any, i: int, *, max_coords: int = 8, eps: float = DE
         return [t.data.copy() for t in tops]
 
     def project(a: list[Any], b: list[Any]) -> float:
-        return float(sum(float(((x - y) * r).sum()) for x, y, r in zip(a, b, projections)))
+        triples = zip(a, b, projections, strict=True)
+        return float(sum(float(((x - y) * r).sum()) for x, y, r in triples))
 
     base = forward()
-    for t, r in zip(tops, projections):
+    for t, r in zip(tops, projections, strict=True):
         t.diff = r.copy()
-    for b, d in zip(bottoms, down):
+    for b, d in zip(bottoms, down, strict=True):
         if d:
             b.diff = xp.full(b.shape, np.nan, dtype=f64)
     for p in params:
         p.diff = xp.zeros(p.shape, dtype=f64)
     fresh.backward(tops, list(down), bottoms)
 
-    targets = [(f"bottom[{j}]", b) for j, (b, d) in enumerate(zip(bottoms, down)) if d]
+    targets = [(f"bottom[{j}]", b) for j, b in enumerate(bottoms) if down[j]]
     targets += [(f"param[{j}]", p) for j, p in enumerate(params)]
     results = []
     kinks = 0

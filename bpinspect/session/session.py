@@ -22,7 +22,7 @@ from bpinspect.session import internals_view as iv
 from bpinspect.session.breakpoints import BreakpointSet, Hit, NonFinite
 from bpinspect.session.diffspec import parse_spec
 from bpinspect.session.export import ExportItem, encode_name, export_items, step_file_name
-from bpinspect.session.history import DEFAULT_BUDGET, DROPPED, History, Record
+from bpinspect.session.history import DEFAULT_BUDGET, DROPPED, History, Record, after, before
 from bpinspect.session.schedule import BACKWARD, FORWARD, Step, build_schedule
 from bpinspect.session.stats import (
     DEFAULT_BINS,
@@ -124,9 +124,11 @@ class Session:
         seed: int = 0,
         history_budget: int = DEFAULT_BUDGET,
         export_dir: str = ".",
+        noise_std: float = NOISE_STD,
     ) -> None:
         self.net = net
         self.seed = int(seed)
+        self.noise_std = float(noise_std)
         self.export_dir = export_dir
         self.notes: list[str] = list(getattr(net, "notes", []))
         self.breakpoints = BreakpointSet(net.layer_names)
@@ -230,9 +232,11 @@ class Session:
             self.input_sources[name] = f"seeded random labels 0..{labels - 1} (seed {self.seed})"
             self._note(f"input {name}: no --input given; {self.input_sources[name]}")
             return gen.integers(0, labels, size=blob.shape).astype(blob.dtype)
-        self.input_sources[name] = f"seeded Gaussian noise, std {NOISE_STD:g} (seed {self.seed})"
+        self.input_sources[name] = (
+            f"seeded Gaussian noise, std {self.noise_std:g} (seed {self.seed})"
+        )
         self._note(f"input {name}: no --input given; {self.input_sources[name]}")
-        return (gen.standard_normal(blob.shape) * NOISE_STD).astype(blob.dtype)
+        return (gen.standard_normal(blob.shape) * self.noise_std).astype(blob.dtype)
 
     def _label_range(self, name: str) -> int | None:
         """The class count when ``name`` only feeds label bottoms (no gradient)."""
@@ -251,18 +255,24 @@ class Session:
         return classes
 
     def set_input(self, name: str, value: Any) -> None:
-        """Give input blob ``name`` new values (any batch size) and restart."""
+        """Give input blob ``name`` new values and restart; an array of another shape
+        (a new batch size) reshapes the net, as pycaffe's ``blobs[name].reshape``."""
         self._check_input_name(name)
         a = np.asarray(value)
         blob = self.net.blobs[name]
-        if a.ndim == len(blob.shape) and a.shape != blob.shape:
-            blob.reshape(a.shape)
-            self.net.reshape()
-            for other in self.net.inputs:
-                if other != name:
-                    self._inputs[other] = self._fit_input(other, self._inputs[other][:1][0])
-            for inj in list(self.injections.values()):
-                self._set_injection(inj.blob, inj.spec)
+        old_shape = blob.shape
+        if a.ndim == len(old_shape) and a.shape != old_shape:
+            old_injections = dict(self.injections)
+            try:
+                blob.reshape(a.shape)
+                self.net.reshape()
+                for inj in old_injections.values():
+                    self._set_injection(inj.blob, inj.spec)
+            except BpinspectError:
+                blob.reshape(old_shape)
+                self.net.reshape()
+                self.injections = old_injections
+                raise
         self._inputs[name] = self._fit_input(name, a)
         self.input_sources[name] = "given"
         self._rebuild_schedule()
@@ -291,7 +301,7 @@ class Session:
         self._writers = self._compute_writers()
 
     def _compute_writers(self) -> dict[Key, list[int]]:
-        """For each key, the steps of a pass that write it (static, from the graph)."""
+        """For each key, the positions in a pass where it is written (from the graph)."""
         net = self.net
         writers: dict[Key, list[int]] = {}
         first_backward = self._first_backward()
@@ -299,18 +309,20 @@ class Session:
             if step.skipped:
                 continue
             name = step.layer_name
+            if step.index == first_backward:
+                for b in self._seeded_blobs():
+                    writers.setdefault((b, "diff"), []).append(before(step.index))
             keys: list[Key] = []
             if step.direction == FORWARD:
                 keys = [(t, "data") for t in net.top_names[name]]
             else:
-                if step.index == first_backward:
-                    keys += [(b, "diff") for b in self._seeded_blobs()]
                 need = net.bottom_need_backward[step.layer_index]
-                keys += [(b, "diff") for b, d in zip(net.bottom_names[name], need) if d]
+                keys += [(b, "diff")
+                         for b, d in zip(net.bottom_names[name], need, strict=True) if d]
                 keys += [(self._param_owner[(name, j)], "diff")
                          for j in self._param_indices(step.layer_index)]
             for k in keys:
-                writers.setdefault(k, []).append(step.index)
+                writers.setdefault(k, []).append(after(step.index))
         return writers
 
     def _first_backward(self) -> int | None:
@@ -386,6 +398,12 @@ class Session:
         return self._run(self.schedule[self.cursor])
 
     def _run(self, step: Step, check: bool = True) -> StepResult:
+        # NaN and Inf are for the debugger to show (stats, conditions), not for NumPy to
+        # print as warnings over the screen.
+        with np.errstate(all="ignore"):
+            return self._run_step(step, check)
+
+    def _run_step(self, step: Step, check: bool) -> StepResult:
         net = self.net
         i = step.layer_index
         name = step.layer_name
@@ -403,7 +421,8 @@ class Session:
             net.backward_layer(i)
             need = net.bottom_need_backward[i]
             produced = [
-                (b, "diff", net.blobs[b].diff) for b, d in zip(net.bottom_names[name], need) if d
+                (b, "diff", net.blobs[b].diff)
+                for b, d in zip(net.bottom_names[name], need, strict=True) if d
             ]
             produced += [
                 (self._param_owner[(name, j)], "diff", net.params[name][j].diff)
@@ -545,11 +564,11 @@ class Session:
         step ``k-1`` (from the history); a diff nothing had written is zeroed.
         When a needed record was dropped, the pass is replayed instead.
         """
-        keys = {key for key, steps in self._writers.items()
-                if any(k <= w < self.cursor for w in steps)}
+        lo, hi = before(k), self._position()
+        keys = {key for key, ws in self._writers.items() if any(lo <= w <= hi for w in ws)}
         values: dict[Key, Array | None] = {}
         for key in keys:
-            v = self.history.value_at(key, k - 1) if k > 0 else None
+            v = self.history.value_at(key, lo - 1) if k > 0 else None
             if v is DROPPED:
                 self._replay_to(k)
                 return
@@ -567,6 +586,7 @@ class Session:
         first_backward = self._first_backward()
         self._seeded = first_backward is not None and k > first_backward
         self.cursor = k
+        self._skip_skipped()
 
     def _replay_to(self, k: int) -> None:
         self._note(f"history: replaying the pass from the start to step {k} "
@@ -596,33 +616,57 @@ class Session:
     def _live(self, key: Key) -> Array:
         return getattr(self._blob_of(key[0]), key[1])
 
+    def _position(self) -> int:
+        """The position of the live state: right after the last step run."""
+        return after(self.cursor - 1)
+
     def _resolve_step(self, step: int | None) -> int:
         last = self.cursor - 1
         if step is None:
             return last
         if not 0 <= step < len(self.schedule):
-            raise BpinspectError(f"step {step} is outside the schedule (0..{len(self.schedule) - 1})")
+            raise BpinspectError(
+                f"step {step} is outside the schedule (0..{len(self.schedule) - 1})"
+            )
         if step > last:
             raise BpinspectError(f"step {step} has not run yet (the cursor is at {self.cursor})")
         return step
 
     def _value(self, key: Key, step: int | None) -> Array | None:
-        s = self._resolve_step(step)
+        """``key``'s array right after ``step`` (None: the current state)."""
+        return self._value_at(key, after(self._resolve_step(step)))
+
+    def _value_at(self, key: Key, pos: int) -> Array | None:
         name, kind = key
         if kind == "data" and (not isinstance(name, str) or name in self._inputs):
             return self._live(key)  # weights and inputs do not change during a pass
+        now = self._position()
+        pos = min(pos, now)  # "before the next step" is now (its seeding has not happened)
         writes = self._writers.get(key, [])
-        if not any(w <= s for w in writes):
+        if not any(w <= pos for w in writes):
             return None
-        if not any(s < w < self.cursor for w in writes):
+        if not any(pos < w <= now for w in writes):
             return self._live(key)  # nothing wrote it since: the live array is that value
-        v = self.history.value_at(key, s)
+        v = self.history.value_at(key, pos)
         if v is DROPPED:
             raise BpinspectError(
-                f"the value of {display_name(name)} {kind} at step {s} was dropped from the "
-                "history (memory budget); step back to it to replay"
+                f"the value of {display_name(name)} {kind} at step {pos // 2} was dropped from "
+                "the history (memory budget); step back to it to replay"
             )
         return v
+
+    def _layer_value(self, blob: str, kind: str, layer: str, direction: str,
+                     when: str) -> Array | None:
+        """``blob``'s array right ``when`` ("before"/"after") ``layer``'s ``direction`` step,
+        or None if that step has not been reached."""
+        step = self.step_of(layer, direction)
+        if when == "before":
+            if step.index > self.cursor:
+                return None
+            return self._value_at(self._key(blob, kind, None), before(step.index))
+        if step.index >= self.cursor:
+            return None
+        return self._value_at(self._key(blob, kind, None), after(step.index))
 
     def array(self, blob: str, kind: str = "data", step: int | None = None,
               param: int | None = None) -> Array | None:
@@ -681,13 +725,14 @@ class Session:
         xp = get_array_module(diff)
         return to_host(xp.abs(diff[n]).max(axis=0)).astype(np.float32)
 
-    def gradient_flow(self, step: int | None = None) -> list[FlowRow]:
-        """Per layer top: the L2 norms of its data and diff at ``step``."""
+    def gradient_flow(self) -> list[FlowRow]:
+        """Per layer top: the L2 norm of the data the layer produced and of the diff it
+        received in backward (None where the pass has not got there)."""
         rows = []
         for name in self.net.layer_names:
             for top in self.net.top_names[name]:
-                d = self.array(top, "data", step)
-                g = self.array(top, "diff", step)
+                d = self._layer_value(top, "data", name, FORWARD, "after")
+                g = self._layer_value(top, "diff", name, BACKWARD, "before")
                 rows.append(FlowRow(name, top, None if d is None else l2_norm(d),
                                     None if g is None else l2_norm(g)))
         return rows
@@ -722,32 +767,43 @@ class Session:
         if not self._forward_done(i):
             return None
         bottom = self.net.blobs[self.net.bottom_names[layer][0]]
-        top_name = self.net.top_names[layer][0]
-        top_diff = self.array(top_name, "diff")
-        return iv.pooling_cell(obj, bottom.shape, self.net.blobs[top_name].data, top_diff,
-                               n, c, y, x)
+        top = self.net.top_names[layer][0]
+        return iv.pooling_cell(
+            obj, bottom.shape, self._layer_value(top, "data", layer, FORWARD, "after"),
+            self._layer_value(top, "diff", layer, BACKWARD, "before"), n, c, y, x,
+        )
 
-    def concat_view(self, layer: str, step: int | None = None) -> iv.ConcatView | None:
+    def concat_view(self, layer: str) -> iv.ConcatView | None:
+        """The whole blob (Concat top, Slice bottom) cut into its parts: its data as the
+        layer's forward saw it, its diff as the layer's backward saw (or made) it."""
         i, obj = self._layer_for_view(layer, ("Concat", "Slice"))
+        if not self._forward_done(i):
+            return None
         bottoms = self.net.bottom_names[layer]
         tops = self.net.top_names[layer]
         if obj.type == "Concat":
             whole, parts = tops[0], list(bottoms)
+            data = self._layer_value(whole, "data", layer, FORWARD, "after")
+            diff = self._layer_value(whole, "diff", layer, BACKWARD, "before")
         else:
             whole, parts = bottoms[0], list(tops)
+            data = self._layer_value(whole, "data", layer, FORWARD, "before")
+            diff = self._layer_value(whole, "diff", layer, BACKWARD, "after")
         shapes = [self.net.blobs[p].shape for p in parts]
-        return iv.concat_view(
-            layer, obj, whole, parts, shapes,
-            self.array(whole, "data", step), self.array(whole, "diff", step),
-        )
+        return iv.concat_view(layer, obj, whole, parts, shapes, data, diff)
 
-    def split_view(self, layer: str, step: int | None = None) -> iv.SplitView | None:
+    def split_view(self, layer: str) -> iv.SplitView | None:
+        """A blob read by several layers: the diff each gave back, and their sum, which
+        the Split's backward wrote as the blob's diff."""
         i, obj = self._layer_for_view(layer, ("Split",))
+        if not self._forward_done(i):
+            return None
         bottom = self.net.bottom_names[layer][0]
         tops = self.net.top_names[layer]
         return iv.split_view(
-            layer, bottom, [(t, self.array(t, "diff", step)) for t in tops],
-            self.array(bottom, "diff", step),
+            layer, bottom,
+            [(t, self._layer_value(t, "diff", layer, BACKWARD, "before")) for t in tops],
+            self._layer_value(bottom, "diff", layer, BACKWARD, "after"),
         )
 
     def dropout_view(self, layer: str, n: int = 0) -> iv.DropoutView | None:
@@ -771,9 +827,9 @@ class Session:
             return None
         name, kind = key
         blob = name if isinstance(name, str) else f"{name[0]}.param{name[1]}"
-        writers = [w for w in self._writers.get(key, []) if w <= step]
+        writers = [w for w in self._writers.get(key, []) if w <= after(step)]
         if writers:
-            st = self.schedule[writers[-1]]
+            st = self.schedule[writers[-1] // 2]
             file = step_file_name(st.index, st.direction, st.layer_name, blob, kind)
             return ExportItem(file, a, display_name(name), st.layer_name, st.index,
                               st.direction, kind)

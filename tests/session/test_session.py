@@ -179,8 +179,8 @@ def test_step_back_restores_recorded_state(lrn_pool_net):
     s = Session(lrn_pool_net, injections={"ip": "randn:seed=5"})
     s.continue_()
     final = {b: (_host(s, b), _host(s, b, "diff")) for b in lrn_pool_net.blobs}
-    final_params = {l: [_host(s, l, "diff", param=j) for j in range(len(p))]
-                    for l, p in lrn_pool_net.params.items()}
+    final_params = {layer: [_host(s, layer, "diff", param=j) for j in range(len(p))]
+                    for layer, p in lrn_pool_net.params.items()}
     # Back into the backward pass, and out of it into the forward pass, across relu1.
     while s.last_step is not None and s.last_step != s.step_of("relu1", "forward"):
         s.step_back()
@@ -297,19 +297,23 @@ def test_nonfinite_from_the_input(lrn_pool_net):
 
 
 def test_nonfinite_names_the_first_layer_that_produced_it(overflow_net):
-    x = np.full((1, 2, 3, 3), 1e15, np.float32)  # 1e30 still finite, 1e45 is not
+    x = np.full((1, 2, 3, 3), 1e15, np.float32)  # 1e30 is still finite, 1e45 is not
     s = Session(overflow_net, inputs={"data": x}, injections={"ip": "ones"})
     s.breakpoints.set_condition("nonfinite", True)
     stop = s.continue_()
     assert stop.reason == "condition" and s.last_step.layer_name == "cube"
     hit = stop.hits[0]
     assert hit.blob == "cube" and hit.first_layer == "cube" and "18 Inf" in hit.message
-    stop = s.continue_()  # Inf - Inf = NaN at "diff"; the first producer is still "cube"
-    assert s.last_step.layer_name == "diff"
-    assert stop.hits[0].blob == "zero" and "18 NaN" in stop.hits[0].message
-    assert stop.hits[0].first_layer == "cube"
-    assert "first produced by forward of layer 'cube' (Eltwise)" in stop.hits[0].message
-    assert np.isnan(s.stats("zero").nan) or s.stats("zero").nan == 18
+    cube = s.step_of("cube", "forward").index
+    assert f"first produced by forward of layer 'cube' (Eltwise) at step {cube}" in hit.message
+    hits = []
+    while (stop := s.continue_()).reason == "condition":
+        hits += stop.hits
+    # Inf - Inf = NaN at "diff" (after Caffe's Split of cube); still first made by "cube".
+    nan_hit = next(h for h in hits if h.step.layer_name == "diff")
+    assert nan_hit.blob == "zero" and "18 NaN" in nan_hit.message
+    assert {h.first_layer for h in hits} == {"cube"}
+    assert s.stats("zero", step=nan_hit.step.index).nan == 18
 
 
 def test_max_abs_condition(lrn_pool_net):
@@ -489,8 +493,16 @@ def test_saliency_and_gradient_flow(lrn_pool_net):
     assert by[("ip", "ip")].diff_l2 == pytest.approx(np.sqrt(2))  # onehot at both items
     assert by[("norm1", "norm1")].data_l2 == pytest.approx(
         np.linalg.norm(_host(s, "norm1").astype(np.float64)), rel=1e-6)
-    early = s.gradient_flow(step=1)
+    # in-place relu1: its row shows conv1 after the ReLU and the diff it received
+    relu = by[("relu1", "conv1")]
+    assert relu.data_l2 == pytest.approx(np.linalg.norm(_host(s, "conv1").astype(np.float64)),
+                                         rel=1e-6)
+    got = _host(s, "conv1", "diff", step=s.step_of("pool1", "backward").index)
+    assert relu.diff_l2 == pytest.approx(np.linalg.norm(got.astype(np.float64)), rel=1e-6)
+    s.goto(2)
+    early = s.gradient_flow()
     assert early[1].data_l2 is not None and early[1].diff_l2 is None
+    assert early[2].data_l2 is None
 
 
 # ---- internals -------------------------------------------------------------------
