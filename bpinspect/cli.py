@@ -147,13 +147,14 @@ def run_tui(options: argparse.Namespace) -> int:
 # ---- dump -----------------------------------------------------------------------
 
 
-def _console(stderr: bool = False):  # noqa: ANN202
+def _console():  # noqa: ANN202
     from rich.console import Console
 
-    # Piped output gets a wide table rather than rich's default 80 columns.
-    console = Console(stderr=stderr, highlight=False, soft_wrap=False)
-    if not console.is_terminal:
-        console = Console(stderr=stderr, highlight=False, width=200)
+    # Never narrower than the table needs: a wrapped line beats a cut-off number.
+    console = Console(highlight=False, soft_wrap=False)
+    if not console.is_terminal or console.width < 160:
+        console = Console(highlight=False, width=max(160, console.width if console.is_terminal
+                                                     else 160))
     return console
 
 
@@ -167,18 +168,34 @@ def _num(v: float | None) -> str:
 
 def _header(console, session, title: str) -> None:  # noqa: ANN001
     net = session.net
-    console.print(f"[bold]{title}[/bold] net {net.name!r} ({net.source})")
-    console.print(f"  phase: {net.phase}   device: {net.device.name}")
-    console.print(f"  weights: {net.weights_source}")
+    console.print(f"[bold]{title}[/bold] net {net.name!r} ({net.source})", markup=True)
+    console.print(f"  phase: {net.phase}   device: {net.device.name}", markup=False)
+    console.print(f"  weights: {net.weights_source}", markup=False)
     for blob, inj in session.injections.items():
-        console.print(f"  top diff: {blob}={inj.spec}")
+        console.print(f"  top diff: {blob}={inj.spec}", markup=False)
     for note in session.notes:
         console.print(f"  note: {note}", markup=False)
 
 
-def run_dump(options: argparse.Namespace) -> int:
+def _stats_table(title: str):  # noqa: ANN202
     from rich.table import Table
 
+    table = Table(title=title, title_justify="left", box=None, header_style="bold",
+                  pad_edge=False, title_style="bold")
+    table.add_column("step", justify="right", no_wrap=True)
+    table.add_column("layer", no_wrap=True, max_width=28)
+    table.add_column("type", no_wrap=True)
+    table.add_column("blob", no_wrap=True, max_width=28)
+    table.add_column("", no_wrap=True)
+    table.add_column("shape", no_wrap=True)
+    for col in ("min", "max", "mean", "std", "L2"):
+        table.add_column(col, justify="right", no_wrap=True, min_width=10)
+    table.add_column("zeros", justify="right", no_wrap=True)
+    table.add_column("nan/inf", justify="right", no_wrap=True)
+    return table
+
+
+def run_dump(options: argparse.Namespace) -> int:
     from bpinspect.session.dump import run_pass, write_final
     from bpinspect.session.options import session_from_options
 
@@ -188,29 +205,39 @@ def run_dump(options: argparse.Namespace) -> int:
 
     console = _console()
     _header(console, session, "bpinspect dump:")
-    table = Table(box=None, header_style="bold", pad_edge=False)
-    for col, justify in (("step", "right"), ("", "left"), ("layer", "left"), ("type", "left"),
-                         ("blob", "left"), ("", "left"), ("shape", "left"), ("min", "right"),
-                         ("max", "right"), ("mean", "right"), ("std", "right"),
-                         ("L2", "right"), ("zeros", "right"), ("nan/inf", "right")):
-        table.add_column(col, justify=justify, no_wrap=True)
+    tables = {"forward": _stats_table("forward: each top's data"),
+              "backward": _stats_table("backward: each bottom's diff and param diff "
+                                       "(layer#i: param i)")}
+    skipped = []
+    last_step = None
     for row in rows:
         step = row.step
-        arrow = "fwd" if step.direction == "forward" else "bwd"
         if row.stats is None:
-            table.add_row(str(step.index), arrow, step.layer_name, step.layer_type, "",
-                          "", f"[dim]skipped: {step.reason}[/dim]")
+            skipped.append(step)
             continue
         s = row.stats
+        first = step.index != last_step
+        last_step = step.index
         bad = s.nan + s.inf
-        table.add_row(
-            str(step.index), arrow, step.layer_name, step.layer_type, row.blob, row.kind,
-            "x".join(str(d) for d in s.shape), _num(s.min), _num(s.max), _num(s.mean),
-            _num(s.std), _num(s.l2), f"{100 * s.frac_zero:.1f}%",
+        tables[step.direction].add_row(
+            str(step.index) if first else "", step.layer_name if first else "",
+            step.layer_type if first else "", row.blob, row.kind,
+            "x".join(str(d) for d in s.shape) or "scalar", _num(s.min), _num(s.max),
+            _num(s.mean), _num(s.std), _num(s.l2), f"{100 * s.frac_zero:.1f}%",
             f"[red]{s.nan}/{s.inf}[/red]" if bad else "0",
         )
-    console.print(table)
-    console.print(f"wrote {len(paths)} files and manifest.json to {options.out}")
+    console.print()
+    console.print(tables["forward"])
+    console.print()
+    console.print(tables["backward"])
+    if skipped:
+        console.print()
+        console.print("[bold]backward steps skipped[/bold]")
+        for step in skipped:
+            console.print(f"  {step.index:>4}  {step.layer_name} ({step.layer_type}): "
+                          f"{step.reason}", markup=False)
+    console.print()
+    console.print(f"wrote {len(paths)} files and manifest.json to {options.out}", markup=False)
     return 0
 
 

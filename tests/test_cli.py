@@ -122,8 +122,8 @@ def test_dump_prints_a_readable_debug_info(tmp_path, capsys):
     assert "weights:" in out and "top diff: ip=onehot:3" in out
     for layer in ("conv1", "relu1", "pool1", "norm1", "pool2", "ip"):
         assert layer in out
-    assert "skipped" in out  # the Input layer's backward
-    assert "bwd" in out and "fwd" in out
+    assert "backward steps skipped" in out and "data (Input): no backward" in out
+    assert "forward: each top's data" in out and "backward: each bottom's diff" in out
     # The table's numbers are the blob's statistics.
     pool1 = np.load(tmp_path / "o" / "pool1.data.npy")
     assert f"{pool1.max():.4g}" in out

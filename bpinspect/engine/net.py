@@ -452,7 +452,7 @@ class Net:
         if not contributes:
             return "no path from its tops to a loss"
         if skipped:
-            return "the layers that read its tops do not propagate down to them (propagate_down)"
+            return "the layers that read its tops have propagate_down: false for them"
         return "propagate_down is false for every bottom"  # pragma: no cover
 
     def _init_params(self, weights: str | os.PathLike | None) -> None:

@@ -167,7 +167,7 @@ def export_items(
     manifest = _read_manifest(d)
     written = []
     for it in items:
-        host = np.ascontiguousarray(to_host(it.array))
+        host = np.asarray(to_host(it.array), order="C")  # (ascontiguousarray makes 0-d 1-d)
         write_atomic(d / it.file, lambda f, a=host: np.save(f, a, allow_pickle=False), overwrite)
         written.append(d / it.file)
     files = {e["file"]: e for e in manifest["files"]}

@@ -132,9 +132,8 @@ def _pooling_geometry(layer: Any, bottom_shape: tuple[int, ...]) -> tuple[
     """Kernel, stride, pad as the layer holds them (else read from pooling_param)."""
     p = layer.param.pooling_param
     method = p.PoolMethod.Name(p.pool)
-    attrs = [getattr(layer, a, None) for a in
-             ("kernel_h", "kernel_w", "stride_h", "stride_w", "pad_h", "pad_w")]
-    if all(a is not None for a in attrs):
+    attrs = [getattr(layer, a, None) for a in ("kh", "kw", "sh", "sw", "ph", "pw")]
+    if all(isinstance(a, int) for a in attrs):  # as the layer set them up
         kh, kw, sh, sw, ph, pw = (int(a) for a in attrs)
         return method, (kh, kw), (sh, sw), (ph, pw)
     if p.global_pooling:
@@ -186,6 +185,7 @@ def pooling_view(layer: Any, bottom_shape: tuple[int, ...], n: int, c: int) -> P
         top_shape = tuple(int(d) for d in argmax.shape)
         xp = get_array_module(argmax)
         idx = argmax[n, c].ravel().astype(xp.int64)
+        idx = idx[idx >= 0]  # -1: a window where nothing beat -FLT_MAX (NaN, -inf)
         counts = xp.bincount(idx, minlength=h * w)[: h * w]
         wins = to_host(counts).reshape(h, w).astype(np.int64)
         never_won = float((wins == 0).mean())
@@ -210,7 +210,7 @@ def pooling_cell(layer: Any, bottom_shape: tuple[int, ...], top_data: Array,
     argmax = _internal(layer, "argmax")
     if argmax is not None:
         flat = int(argmax[n, c, y, x])
-        winner = (flat // w, flat % w)
+        winner = (flat // w, flat % w) if flat >= 0 else None
     diff = None if top_diff is None else float(top_diff[n, c, y, x])
     return PoolCell(n, c, y, x, (h0, h1, w0, w1), winner, float(top_data[n, c, y, x]), diff)
 

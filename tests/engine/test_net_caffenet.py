@@ -75,8 +75,9 @@ def test_one_hot_backward_to_the_image(caffenet: Net) -> None:
     def score() -> float:
         return float(net64.forward(start="conv1")["fc8"][0, CLASS])
 
-    numeric = numerical_gradient(score, net64.blobs["data"].data, coords, 1e-6)
+    # fc8[281] is about 30 and each forward sums ~1e8 products: with eps 1e-5 on
+    # pixels of about 50, central differences are good to about 1e-6 relative.
+    numeric = numerical_gradient(score, net64.blobs["data"].data, coords, 1e-5)
     expected = np.array([analytic[c] for c in coords])
-    scale = np.maximum(np.maximum(np.abs(expected), np.abs(numeric)), 1.0)
-    assert (np.abs(expected - numeric) / scale).max() <= 1e-6, (expected, numeric)
-    assert np.abs(numeric).max() > 0
+    assert np.abs(numeric).min() > 0
+    np.testing.assert_allclose(numeric, expected, rtol=1e-5, atol=0)

@@ -57,6 +57,14 @@ def test_export_writes_loadable_files_and_manifest(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["a.data.npy", "b.diff.npy", "manifest.json"]
 
 
+def test_scalar_keeps_its_shape(tmp_path):
+    (path,) = export_items(tmp_path, [_item("loss.data.npy", "loss", np.float32(2.5))])
+    loaded = np.load(path, allow_pickle=False)
+    assert loaded.shape == () and loaded == 2.5
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["files"][0]["shape"] == []
+
+
 def test_manifest_is_merged(tmp_path):
     export_items(tmp_path, [_item("a.data.npy")])
     export_items(tmp_path, [_item("b.data.npy", "b")])
