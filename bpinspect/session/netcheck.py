@@ -7,6 +7,8 @@ bottoms and params are copied to float64 and a fresh instance of the layer
 
 - the objective's difference is taken on the tops, ``<top(x+h) - top(x-h), R>``,
   not between two large sums, so rounding does not swamp it;
+- half the sampled coordinates are where the analytic gradient is not zero
+  (else a max pooling's routing would go unchecked among its zeros);
 - a coordinate at a kink is left out, found the way a person would: the
   one-sided slopes ``(L(x+h) - L(x)) / h`` and ``(L(x) - L(x-h)) / h``
   disagree (ReLU at 0, a max-pooling window of tied zeros, ...). Caffe's
@@ -127,7 +129,7 @@ def check_layer_in_net(net: Any, i: int, *, max_coords: int = 8, eps: float = DE
     for k, (what, blob) in enumerate(targets):
         analytic_all = to_host(blob.diff)
         kept, analytic, numeric = [], [], []
-        for c in sample_coords(blob.shape, max_coords, seed + k):
+        for c in _coords(analytic_all, max_coords, seed + k):
             x = blob.data
             saved = float(x[c])
             h = eps * max(1.0, abs(saved))
@@ -147,6 +149,21 @@ def check_layer_in_net(net: Any, i: int, *, max_coords: int = 8, eps: float = DE
         results.append(_summarize(what, kept, np.array(analytic, f64), np.array(numeric, f64),
                                   threshold))
     return LayerCheck(name, layer.type, results, kinks)
+
+
+def _coords(analytic: np.ndarray, max_coords: int, seed: int) -> list[tuple[int, ...]]:
+    """Half the coordinates where the analytic gradient is not zero, half anywhere:
+    a max pooling's or ReLU's gradient is mostly zeros, and a check of zeros alone
+    would not see its routing."""
+    nonzero = np.flatnonzero(analytic)
+    if nonzero.size == 0 or analytic.size <= max_coords:
+        return sample_coords(analytic.shape, max_coords, seed)
+    gen = np.random.default_rng(seed)
+    picked = gen.choice(nonzero, min(max_coords // 2, nonzero.size), replace=False)
+    rest = [np.ravel_multi_index(c, analytic.shape)
+            for c in sample_coords(analytic.shape, max_coords - len(picked), seed + 1)]
+    flat = np.unique(np.concatenate([picked, np.asarray(rest, dtype=np.int64)]))
+    return [tuple(int(i) for i in np.unravel_index(f, analytic.shape)) for f in flat]
 
 
 def _copy(name: str, a: Any, xp: Any) -> Blob:
