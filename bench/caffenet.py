@@ -151,7 +151,7 @@ def main() -> None:
 
     device = select_device(args.device)
     xp = device.xp
-    with device:
+    with device.use():
         gflops = gemm_gflops(xp)
         where = device.name if device.is_gpu else cpu_name()
         print(f"device: {where}; NumPy {np.__version__}; float32 GEMM {gflops:.0f} GFLOP/s")

@@ -7,6 +7,7 @@ module knows how to choose a device, wait for it, and copy to the host.
 
 from __future__ import annotations
 
+import contextlib
 import types
 from dataclasses import dataclass
 from typing import Any
@@ -74,15 +75,11 @@ class Device:
         """Copy host data onto this device (a no-op copy-free view on the CPU)."""
         return self.xp.asarray(a, dtype=dtype)
 
-    def __enter__(self) -> Device:
+    def use(self) -> contextlib.AbstractContextManager[Any]:
+        """A context in which this device is CuPy's current one (nothing on the CPU)."""
         if self.is_gpu:
-            self._ctx = self.xp.cuda.Device(self.index)
-            self._ctx.__enter__()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.is_gpu:
-            self._ctx.__exit__(*exc)
+            return self.xp.cuda.Device(self.index)
+        return contextlib.nullcontext()
 
 
 CPU = Device(np, "CPU (NumPy)")

@@ -9,9 +9,16 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from bpinspect import __version__
 from bpinspect.errors import EXIT_USAGE, BpinspectError
+
+if TYPE_CHECKING:  # rich and the session load only when a command runs
+    from rich.console import Console
+    from rich.table import Table
+
+    from bpinspect.session.session import Session
 
 EXIT_CHECK_FAILED = 1
 COMMANDS = ("dump", "check")
@@ -143,18 +150,17 @@ def run_tui(options: argparse.Namespace) -> int:
     return int(run_app(options) or 0)
 
 
-
 # ---- dump -----------------------------------------------------------------------
 
 
-def _console():  # noqa: ANN202
+def _console() -> Console:
     from rich.console import Console
 
-    # Never narrower than the table needs: a wrapped line beats a cut-off number.
+    # Never narrower than the tables need: a wrapped line beats a cut-off number
+    # (and a pipe would get rich's 80 columns).
     console = Console(highlight=False, soft_wrap=False)
-    if not console.is_terminal or console.width < 160:
-        console = Console(highlight=False, width=max(160, console.width if console.is_terminal
-                                                     else 160))
+    if console.width < 160:
+        console = Console(highlight=False, width=160)
     return console
 
 
@@ -166,7 +172,7 @@ def _num(v: float | None) -> str:
     return f"{v:.4g}"
 
 
-def _header(console, session, title: str) -> None:  # noqa: ANN001
+def _header(console: Console, session: Session, title: str) -> None:
     net = session.net
     console.print(f"[bold]{title}[/bold] net {net.name!r} ({net.source})", markup=True)
     console.print(f"  phase: {net.phase}   device: {net.device.name}", markup=False)
@@ -177,7 +183,7 @@ def _header(console, session, title: str) -> None:  # noqa: ANN001
         console.print(f"  note: {note}", markup=False)
 
 
-def _stats_table(title: str):  # noqa: ANN202
+def _stats_table(title: str) -> Table:
     from rich.table import Table
 
     table = Table(title=title, title_justify="left", box=None, header_style="bold",
@@ -249,16 +255,15 @@ def run_check(options: argparse.Namespace) -> int:
 
     from bpinspect.session import netcheck
     from bpinspect.session.options import load_net, read_inputs
+    from bpinspect.session.session import Session
 
     if options.coords < 1:
         raise BpinspectError(f"--coords {options.coords}: expected at least 1")
     net = load_net(options)
     inputs, _ = read_inputs(net, options)
-    # The inputs a session would use (given, or seeded noise), set as a session sets them.
-    from bpinspect.session.session import Session
-
-    # Inputs not given: unit Gaussian noise, as Caffe's own gradient tests fill bottoms
-    # (image-scale noise saturates a loss, whose clamped log then has no derivative).
+    # The session sets the inputs as the debugger would; those not given get unit
+    # Gaussian noise, as Caffe's own gradient tests fill bottoms (image-scale noise
+    # saturates a loss, whose clamped log then has no derivative to check against).
     session = Session(net, inputs=inputs, seed=options.seed, history_budget=0, noise_std=1.0)
     eps = options.eps if options.eps is not None else netcheck.DEFAULT_EPS
     threshold = options.threshold if options.threshold is not None else netcheck.DEFAULT_THRESHOLD

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bpinspect.session.netcheck import check_net
+from bpinspect.session.netcheck import _coords, check_net
 
 RELU_NET = """
 name: "ReluSigmoid"
@@ -62,3 +62,40 @@ def test_a_wrong_backward_fails(make_net, monkeypatch):
     assert not results["sig"].passed
     assert results["sig"].max_rel_error > 0.01  # 10 % of diffs below 1, in Caffe's measure
     assert results["ip"].passed and results["loss"].passed
+
+
+POOL_NET = """
+name: "Pool"
+force_backward: true
+layer { name: "data" type: "Input" top: "data"
+        input_param { shape { dim: 2 dim: 4 dim: 8 dim: 8 } } }
+layer { name: "pool" type: "Pooling" bottom: "data" top: "pool"
+        pooling_param { pool: MAX kernel_size: 2 stride: 2 } }
+"""
+
+
+def test_sparse_gradients_are_checked_where_they_are_not_zero(make_net, monkeypatch):
+    # 1 input in 4 wins a window: uniform sampling alone would mostly see zeros.
+    from bpinspect.layers.registry import layer_class
+
+    net = make_net(POOL_NET)
+    net.blobs["data"].data[...] = np.random.default_rng(2).standard_normal((2, 4, 8, 8))
+    (_, pool) = check_net(net, max_coords=4)
+    assert pool.passed
+    sparse = np.zeros((2, 4, 8, 8))
+    sparse[0, 1, ::2, ::2] = 1.0
+    picked = _coords(sparse, 4, seed=0)
+    assert len(picked) >= 3 and sum(sparse[c] != 0 for c in picked) >= 2
+
+    pooling = layer_class("Pooling")
+    real = pooling.backward
+
+    def halved(self, top, propagate_down, bottom):
+        real(self, top, propagate_down, bottom)
+        bottom[0].diff = bottom[0].diff * 0.5
+
+    monkeypatch.setattr(pooling, "backward", halved)
+    net = make_net(POOL_NET)
+    net.blobs["data"].data[...] = np.random.default_rng(2).standard_normal((2, 4, 8, 8))
+    (_, pool) = check_net(net, max_coords=4)
+    assert not pool.passed
