@@ -286,10 +286,14 @@ def dropout_view(layer: Any, n: int) -> DropoutView:
                        to_host(plane).astype(np.float32), n)
 
 
-def softmax_view(layer_name: str, layer: Any, top: Array, k: int) -> SoftmaxView:
+def softmax_view(layer_name: str, layer: Any, top: Array | None, k: int) -> SoftmaxView:
+    """The ``k`` most probable classes of each item (SoftmaxWithLoss keeps ``prob``;
+    a Softmax layer's top is its probabilities)."""
     prob = _internal(layer, "prob")
     if prob is None:
         prob = top
+    if prob is None:
+        raise BpinspectError(f"layer {layer_name!r}: no probabilities yet")
     xp = get_array_module(prob)
     if prob.ndim < 2:
         raise BpinspectError(f"layer {layer_name!r}: prob has shape {tuple(prob.shape)}")

@@ -534,8 +534,6 @@ class Session:
                 progress(run, todo, step)
             if result.hits:
                 return Stop("condition", result.hits, run, last)
-        if reason == "end" or self.at_end:
-            return Stop("end", [], run, last or self.last_step)
         return Stop(reason, [], run, last or self.last_step)
 
     def goto(self, step_index: int) -> None:
@@ -816,7 +814,7 @@ class Session:
         i, obj = self._layer_for_view(layer, ("Softmax", "SoftmaxWithLoss"))
         if not self._forward_done(i):
             return None
-        top = self.net.blobs[self.net.top_names[layer][0]].data
+        top = self._layer_value(self.net.top_names[layer][0], "data", layer, FORWARD, "after")
         return iv.softmax_view(layer, obj, top, k)
 
     # ------------------------------------------------------------------ export

@@ -681,3 +681,36 @@ def test_default_history_budget_holds_a_caffenet_pass_at_batch_16():
     assert s.history.nbytes < 2 * weights  # tops, diffs and param diffs, not weights
     # Every step is still there: the first conv output, before relu1 overwrote it.
     assert s.stats("conv1", step=s.step_of("conv1", "forward").index).min < 0
+
+
+def test_googlenet_names_are_percent_encoded(tmp_path):
+    from bpinspect.engine.net import Net
+
+    net = Net(Path(__file__).resolve().parents[1] / "data" / "bvlc" /
+              "bvlc_googlenet.deploy.prototxt")
+    s = Session(net, export_dir=str(tmp_path))
+    s.run_to("conv1/relu_7x7")
+    paths = s.export_all(kinds=("data",))
+    names = sorted(p.name for p in paths)
+    assert "step0002-forward-conv1%2Frelu_7x7-conv1%2F7x7_s2.data.npy" in names
+    assert all("/" not in n for n in names)
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    blobs = {e["blob"] for e in manifest["files"]}
+    assert blobs == {"data", "conv1/7x7_s2"}
+    for p in paths:
+        np.load(p, allow_pickle=False)
+
+
+def test_softmax_view_of_a_softmax_layer():
+    from bpinspect.engine.net import Net
+
+    s = Session(Net(NETS / "train_softmax.prototxt", phase="test"))
+    assert s.softmax_view("prob") is None
+    s.run_to("prob")
+    logits = _host(s, "ip2").astype(np.float64)
+    p = np.exp(logits - logits.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    view = s.softmax_view("prob", k=5)
+    for item, top in enumerate(view.top):
+        assert [c for c, _ in top] == list(np.argsort(-p[item]))
+        np.testing.assert_allclose([q for _, q in top], np.sort(p[item])[::-1], rtol=1e-5)

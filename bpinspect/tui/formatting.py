@@ -1,0 +1,73 @@
+"""How numbers, shapes and statistics read on screen (text only, no arithmetic on blobs)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from rich.style import Style
+from rich.text import Text
+
+from bpinspect.session.stats import BlobStats
+
+# Column order of every statistics row: the blob panel, the concat and split views.
+STAT_COLUMNS = ("min", "max", "mean", "std", "L2", "zeros", "NaN/Inf")
+NUMBER_WIDTH = 10
+
+
+def fmt_num(v: float | None) -> str:
+    """Four significant digits in at most 10 characters; "" for a missing value."""
+    if v is None:
+        return ""
+    if math.isnan(v):
+        return "nan"
+    if math.isinf(v):
+        return "inf" if v > 0 else "-inf"
+    if v == 0:
+        return "0"
+    text = f"{v:.4g}"
+    if len(text) > NUMBER_WIDTH:
+        text = f"{v:.2e}"
+    return text
+
+
+def fmt_shape(shape: Sequence[int]) -> str:
+    """``1×96×55×55`` (``scalar`` for a 0-d blob)."""
+    return "×".join(str(int(d)) for d in shape) or "scalar"
+
+
+def fmt_percent(fraction: float) -> str:
+    if fraction == 0:
+        return "0%"
+    if fraction < 0.001:
+        return "<0.1%"
+    return f"{100 * fraction:.1f}%"
+
+
+def stats_cells(stats: BlobStats | None, nonfinite_style: Style | str = "bold red") -> list[Text]:
+    """One Text per STAT_COLUMNS entry; NaN/Inf counts in ``nonfinite_style`` when any."""
+    if stats is None:
+        return [Text("") for _ in STAT_COLUMNS]
+    bad = stats.nan + stats.inf
+    return [
+        Text(fmt_num(stats.min), justify="right"),
+        Text(fmt_num(stats.max), justify="right"),
+        Text(fmt_num(stats.mean), justify="right"),
+        Text(fmt_num(stats.std), justify="right"),
+        Text(fmt_num(stats.l2), justify="right"),
+        Text(fmt_percent(stats.frac_zero), justify="right"),
+        Text(f"{stats.nan}/{stats.inf}", style=nonfinite_style if bad else "", justify="right"),
+    ]
+
+
+def stats_line(stats: BlobStats | None, nonfinite_style: Style | str = "bold red") -> Text:
+    """``min -1.2  max 3.4  mean ...`` on one line, for views without a table."""
+    if stats is None:
+        return Text("not computed yet", style="dim")
+    out = Text()
+    for name, cell in zip(STAT_COLUMNS, stats_cells(stats, nonfinite_style), strict=True):
+        if out:
+            out.append("  ")
+        out.append(f"{name} ", style="dim")
+        out.append_text(cell)
+    return out
