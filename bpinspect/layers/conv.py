@@ -15,8 +15,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from bpinspect.backend import get_array_module
 from bpinspect.engine.blob import Blob
+from bpinspect.layers import _cuda
 from bpinspect.layers._im2col import Geometry, col2im, im2col
 from bpinspect.layers.base import Layer, Shape
 from bpinspect.layers.registry import register
@@ -139,4 +142,8 @@ class Convolution(Layer):
             dcol = xp.empty_like(col)
             for rows, cols in groups:
                 xp.matmul(weight[rows].T, dtop[rows], out=dcol[cols])
-            bottom[0].diff = xp.ascontiguousarray(col2im(dcol, x.shape, self.geometry))
+            if xp is np:
+                bottom[0].diff = xp.ascontiguousarray(col2im(dcol, x.shape, self.geometry))
+            else:  # one thread per input pixel instead of kh * kw strided adds
+                out_hw = self.geometry.out_size(*x.shape[2:])
+                bottom[0].diff = _cuda.col2im(xp, dcol, x.shape, out_hw, tuple(self.geometry))

@@ -26,6 +26,7 @@ import numpy as np
 
 from bpinspect.backend import Array, get_array_module
 from bpinspect.engine.blob import Blob
+from bpinspect.layers import _cuda
 from bpinspect.layers.base import Layer, Shape
 from bpinspect.layers.registry import register
 
@@ -132,8 +133,15 @@ class Pooling(Layer):
         else:
             top[0].data = self._forward_ave(x)
 
+    @property
+    def _geometry(self) -> tuple[int, int, int, int, int, int]:
+        return (self.kh, self.kw, self.sh, self.sw, self.ph, self.pw)
+
     def _forward_max(self, x: Array) -> Array:
         xp = get_array_module(x)
+        if xp is not np:
+            top, self._argmax = _cuda.max_pool_forward(xp, x, self._top_hw, self._geometry)
+            return top
         n, c, h, w = x.shape
         ho, wo = self._top_hw
         padded = self._padded(x, -np.inf)
@@ -153,6 +161,8 @@ class Pooling(Layer):
 
     def _forward_ave(self, x: Array) -> Array:
         xp = get_array_module(x)
+        if xp is not np:
+            return _cuda.ave_pool_forward(xp, x, self._top_hw, self._geometry)
         n, c, h, w = x.shape
         ho, wo = self._top_hw
         padded = self._padded(x, 0.0)
@@ -172,6 +182,14 @@ class Pooling(Layer):
         dtop = top[0].diff
         n, c, h, w = bottom[0].shape
         xp = get_array_module(dtop)
+        if xp is not np:
+            if self.method == MAX:
+                assert self._argmax is not None, "backward before forward"
+                bottom[0].diff = _cuda.max_pool_backward(xp, dtop, self._argmax, (n, c, h, w),
+                                                         self._geometry)
+            else:
+                bottom[0].diff = _cuda.ave_pool_backward(xp, dtop, (n, c, h, w), self._geometry)
+            return
         if self.method == MAX:
             assert self._argmax is not None, "backward before forward"
             # One bincount over all planes: plane p's cell k lands at p * H * W + k.
