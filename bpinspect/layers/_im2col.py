@@ -1,18 +1,34 @@
-"""im2col / col2im: convolution as one matrix product, xp-generic.
+"""im2col / col2im: a convolution as one matrix product, xp-generic.
 
-``im2col`` lays the receptive fields of a padded input out as the columns
-of a matrix of shape (C * kh * kw, N * Ho * Wo), channel-major, so that the
-rows of one convolution group are contiguous and ``W_g @ col_g`` is a single
-GEMM with the whole batch folded in (Caffe does one GEMM per image). It is
-built from a strided view of the padded input (no loops over pixels) and
-copied once to make the GEMM operand contiguous. ``col2im`` is its adjoint:
-it adds each kernel offset's slab back into the padded input with one
-strided slice add per offset (kh * kw adds, no scatter).
+Layout. For a chunk ``x`` of shape (N, C, H, W) and a :class:`Geometry` with
+output size (Ho, Wo), ``im2col(x, g)`` is the matrix ``col`` of shape
+(C * kh * kw, N * Ho * Wo) with::
+
+    col[(c * kh + i) * kw + j, (n * Ho + y) * Wo + x]
+        = x[n, c, y * sh - ph + i * dh, x * sw - pw + j * dw]   (0 outside the image)
+
+Rows are Caffe's im2col rows (channel, then kernel row, then kernel column:
+the order of ``weight.reshape(num_output, -1)``), so the rows of a
+convolution group are contiguous and ``W_g @ col_g`` is one GEMM. Columns
+are image-major, then output row, then output column: the batch is folded
+into the GEMM's columns (Caffe's col buffer is this matrix for N = 1).
+
+``im2col`` copies a strided view of the zero-padded input (no loop over
+pixels). ``col2im`` is its adjoint: it adds each of the kh * kw kernel
+offsets' slabs back into the image with one strided slice add per offset,
+clipped to the image (no scatter, no padded buffer).
+
+``scratch`` hands out reusable temporaries so that the large col matrices
+are not allocated (and page-faulted) on every call.
 """
 
 from __future__ import annotations
 
+import threading
+import types
 from typing import NamedTuple
+
+import numpy as np
 
 from bpinspect.backend import Array, get_array_module
 
@@ -30,42 +46,109 @@ class Geometry(NamedTuple):
     dw: int = 1
 
     def out_size(self, h: int, w: int) -> tuple[int, int]:
-        """Caffe's convolution output size (floor), base_conv_layer.cpp."""
+        """Caffe's convolution output size (floor), conv_layer.cpp."""
         ho = (h + 2 * self.ph - (self.dh * (self.kh - 1) + 1)) // self.sh + 1
         wo = (w + 2 * self.pw - (self.dw * (self.kw - 1) + 1)) // self.sw + 1
         return ho, wo
 
+    @property
+    def is_pointwise(self) -> bool:
+        """1x1, stride 1, no pad: im2col is the identity (Caffe's is_1x1_)."""
+        return (self.kh, self.kw, self.sh, self.sw, self.ph, self.pw) == (1, 1, 1, 1, 0, 0)
 
-def im2col(x: Array, g: Geometry) -> Array:
-    """(N, C, H, W) -> contiguous (C * kh * kw, N * Ho * Wo)."""
+
+def valid_range(size: int, pad: int, stride: int, dilation: int, offset: int,
+                out: int) -> tuple[int, int, int]:
+    """Output positions ``[lo, hi)`` whose input ``o * stride - pad + offset * dilation``
+    lies inside ``[0, size)``, and the input position of ``lo``."""
+    shift = offset * dilation - pad
+    lo = max(0, -(shift // stride)) if shift < 0 else 0  # ceil(-shift / stride)
+    hi = min(out, (size - 1 - shift) // stride + 1) if size - 1 - shift >= 0 else 0
+    return lo, max(lo, hi), lo * stride + shift
+
+
+def offset_slices(g: Geometry, h: int, w: int, ho: int, wo: int, i: int, j: int,
+                  ) -> tuple[tuple[slice, slice], tuple[slice, slice]] | None:
+    """For kernel offset (i, j): the (output, input) slices of the cells that read
+    inside the image, or None where no output does."""
+    y0, y1, iy = valid_range(h, g.ph, g.sh, g.dh, i, ho)
+    x0, x1, ix = valid_range(w, g.pw, g.sw, g.dw, j, wo)
+    if y1 <= y0 or x1 <= x0:
+        return None
+    rows = slice(iy, iy + (y1 - y0 - 1) * g.sh + 1, g.sh)
+    cols = slice(ix, ix + (x1 - x0 - 1) * g.sw + 1, g.sw)
+    return (slice(y0, y1), slice(x0, x1)), (rows, cols)
+
+
+def im2col(x: Array, g: Geometry, out: Array | None = None) -> Array:
+    """(N, C, H, W) -> (C * kh * kw, N * Ho * Wo), written into ``out`` when given.
+
+    Where no layout is needed (pointwise geometry, one contiguous image) it
+    returns a view of ``x`` instead: treat the result as read-only.
+    """
     xp = get_array_module(x)
     n, c, h, w = x.shape
     ho, wo = g.out_size(h, w)
+    if g.is_pointwise and n == 1 and x.flags.c_contiguous:
+        return x.reshape(c, h * w)  # a view: nothing to lay out
     if g.ph or g.pw:
-        x = xp.pad(x, ((0, 0), (0, 0), (g.ph, g.ph), (g.pw, g.pw)))
-    else:
-        x = xp.ascontiguousarray(x)
+        padded = scratch("im2col.pad", (n, c, h + 2 * g.ph, w + 2 * g.pw), x.dtype, xp)
+        padded.fill(0)
+        padded[:, :, g.ph : g.ph + h, g.pw : g.pw + w] = x
+        x = padded
     s_n, s_c, s_h, s_w = x.strides
     view = xp.lib.stride_tricks.as_strided(
         x,
         shape=(c, g.kh, g.kw, n, ho, wo),
         strides=(s_c, s_h * g.dh, s_w * g.dw, s_n, s_h * g.sh, s_w * g.sw),
     )
-    return xp.ascontiguousarray(view).reshape(c * g.kh * g.kw, n * ho * wo)
+    if out is None:
+        out = xp.empty((c * g.kh * g.kw, n * ho * wo), dtype=x.dtype)
+    xp.copyto(out.reshape(view.shape), view)
+    return out
 
 
-def col2im(col: Array, shape: tuple[int, int, int, int], g: Geometry) -> Array:
-    """The adjoint of im2col: (C * kh * kw, N * Ho * Wo) -> (N, C, H, W), summed."""
+def col2im(col: Array, shape: tuple[int, int, int, int], g: Geometry,
+           out: Array | None = None) -> Array:
+    """The adjoint of im2col: (C * kh * kw, N * Ho * Wo) -> (N, C, H, W), overlaps summed.
+
+    ``out`` (if given) is overwritten, not added to.
+    """
     xp = get_array_module(col)
     n, c, h, w = shape
     ho, wo = g.out_size(h, w)
-    col = col.reshape(c, g.kh, g.kw, n, ho, wo)
-    padded = xp.zeros((n, c, h + 2 * g.ph, w + 2 * g.pw), dtype=col.dtype)
+    if out is None:
+        out = xp.zeros(shape, dtype=col.dtype)
+    else:
+        out.fill(0)
+    slabs = col.reshape(c, g.kh, g.kw, n, ho, wo)
     for i in range(g.kh):
-        y0 = i * g.dh
         for j in range(g.kw):
-            x0 = j * g.dw
-            padded[:, :, y0 : y0 + g.sh * (ho - 1) + 1 : g.sh, x0 : x0 + g.sw * (wo - 1) + 1 : g.sw] += (
-                col[:, i, j].transpose(1, 0, 2, 3)
-            )
-    return padded[:, :, g.ph : g.ph + h, g.pw : g.pw + w]
+            where = offset_slices(g, h, w, ho, wo, i, j)
+            if where is None:
+                continue
+            (ys, xs), (rows, cols) = where
+            out[:, :, rows, cols] += slabs[:, i, j, :, ys, xs].transpose(1, 0, 2, 3)
+    return out
+
+
+_scratch = threading.local()
+
+
+def scratch(slot: str, shape: tuple[int, ...], dtype: object, xp: types.ModuleType) -> Array:
+    """A temporary of ``shape`` from a buffer reused across calls (NumPy, per thread).
+
+    Its content is garbage; it stays valid until the next request for the same
+    slot, so never return one from a layer. CuPy gets a fresh array: its
+    memory pool already reuses device memory.
+    """
+    dt = np.dtype(dtype)  # type: ignore[call-overload]
+    if xp is not np:
+        return xp.empty(shape, dtype=dt)
+    nbytes = int(np.prod(shape, dtype=np.int64)) * dt.itemsize
+    buffers: dict[str, np.ndarray] = _scratch.__dict__.setdefault("buffers", {})
+    buffer = buffers.get(slot)
+    if buffer is None or buffer.nbytes < nbytes:
+        buffer = np.empty(nbytes, dtype=np.uint8)
+        buffers[slot] = buffer
+    return buffer[:nbytes].view(dt).reshape(shape)

@@ -1,52 +1,71 @@
-"""Layer family: convolution, after src/caffe/layers/{base_conv,conv}_layer.cpp.
+"""Layer family: convolution and its transpose, after Caffe's
+src/caffe/layers/{base_conv,conv,deconv}_layer.cpp.
 
-For each group g, with ``col = im2col(bottom)`` (C/group * kh * kw rows)::
+A convolution maps a "conv input" X (N, Ci, H, W) to a "conv output"
+Y (N, Co, Ho, Wo) with weights W (Co, Ci/group, kh, kw) and, with
+``col = im2col(X)`` (see ``_im2col``), for each group g::
 
-    top_g   = W_g @ col_g + b                    W: (num_output, C/group, kh, kw)
-    dW_g   += dtop_g @ col_g^T        db += sum over n, y, x of dtop
-    dcol_g  = W_g^T @ dtop_g          dbottom = col2im(dcol)
+    Y_g     = W_g @ col_g                      (+ bias per output channel)
+    dW_g   += dY_g @ col_g^T                   dbias += sum over n, y, x of dY
+    dcol_g  = W_g^T @ dY_g,  dX = col2im(dcol)
 
-which is the derivation in seed 001 (a strided convolution's gradient is the
-full correlation of the upsampled top diff with the flipped kernel; col2im
-performs exactly that scatter). Param diffs accumulate, as in Caffe.
+This is seed 001's derivation: the input gradient "sprays" each output diff
+back over its receptive field through the weights (a strided convolution's
+gradient is the correlation of the dilated output diff with the flipped
+kernel; col2im performs exactly that scatter), and the weight gradient is
+the correlation of the input with the output diff. Ho = (H + 2 pad -
+(dilation (k - 1) + 1)) / stride + 1, rounded down.
+
+Convolution: bottom = X, top = Y. Deconvolution is the same operator run
+backwards: bottom = Y, top = X (so its weight is (C_bottom, num_output/group,
+kh, kw) and its top size is stride (H - 1) + dilation (k - 1) + 1 - 2 pad);
+its forward is the col2im product above and its backward the im2col one.
+
+Param diffs accumulate (+=), as in Caffe; bottom diffs are assigned. The
+batch is folded into each GEMM (Caffe runs one GEMM per image), in chunks
+of at most ``COL_BUDGET`` bytes of col matrix.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, ClassVar
 
-import numpy as np
-
-from bpinspect.backend import get_array_module
+from bpinspect.backend import Array, get_array_module
 from bpinspect.engine.blob import Blob
-from bpinspect.layers import _cuda
-from bpinspect.layers._im2col import Geometry, col2im, im2col
+from bpinspect.layers._im2col import Geometry, col2im, im2col, scratch
 from bpinspect.layers.base import Layer, Shape
 from bpinspect.layers.registry import register
 
+COL_BUDGET = 64 << 20  # bytes of col matrix per GEMM chunk; at least one image
 
-def _pair(layer: Layer, values: Any, h: int, w: int, has_hw: bool, name: str,
-          default: int) -> tuple[int, int]:
-    """Caffe's spatial field rule: ``name_h``/``name_w``, or 0, 1 or 2 repeated values."""
-    if has_hw:
-        if len(values):
-            layer.fail(f"give either {name} or {name}_h/{name}_w, not both")
-        return h, w
-    values = list(values)
-    if not values:
+
+def _spatial(layer: Layer, p: Any, field: str, hw: str | None,
+             default: int | None) -> tuple[int, int]:
+    """Caffe's rule for a spatial field: ``<hw>_h``/``<hw>_w``, or 1 or 2 repeated values."""
+    values = [int(v) for v in getattr(p, field)]
+    if hw is not None and (p.HasField(f"{hw}_h") or p.HasField(f"{hw}_w")):
+        if values:
+            layer.fail(f"give either {field} or {hw}_h/{hw}_w, not both")
+        return int(getattr(p, f"{hw}_h")), int(getattr(p, f"{hw}_w"))
+    if not values and default is not None:
         return default, default
     if len(values) == 1:
         return values[0], values[0]
     if len(values) == 2:
         return values[0], values[1]
-    layer.fail(f"{name} has {len(values)} values; 2-D convolution takes 1 or 2")
-    raise AssertionError  # unreachable: fail raises
+    if not values:
+        layer.fail(f"{field} (or {hw}_h and {hw}_w) must be given")
+    layer.fail(f"{field} has {len(values)} values; a 2-D convolution takes 1 or 2")
+    raise AssertionError("unreachable: fail raises")
 
 
-@register("Convolution")
-class Convolution(Layer):
-    exact_num_bottoms = 1
-    exact_num_tops = 1
+class _ConvolutionBase(Layer):
+    """Parsing, shapes and the three products shared by Convolution and Deconvolution."""
+
+    min_num_bottoms = 1
+    min_num_tops = 1
+    transposed: ClassVar[bool] = False  # Deconvolution: the conv input is the top
 
     def __init__(self, param: Any, phase: str = "test") -> None:
         super().__init__(param, phase)
@@ -55,95 +74,204 @@ class Convolution(Layer):
         self.bias_term = bool(p.bias_term)
         self.group = int(p.group)
         self.axis = int(p.axis)
-        has = p.HasField
-        kh, kw = _pair(self, p.kernel_size, p.kernel_h, p.kernel_w,
-                       has("kernel_h") or has("kernel_w"), "kernel_size", 0)
-        sh, sw = _pair(self, p.stride, p.stride_h, p.stride_w,
-                       has("stride_h") or has("stride_w"), "stride", 1)
-        ph, pw = _pair(self, p.pad, p.pad_h, p.pad_w, has("pad_h") or has("pad_w"), "pad", 0)
-        dh, dw = _pair(self, p.dilation, 1, 1, False, "dilation", 1)
+        kh, kw = _spatial(self, p, "kernel_size", "kernel", None)
+        sh, sw = _spatial(self, p, "stride", "stride", 1)
+        ph, pw = _spatial(self, p, "pad", "pad", 0)
+        dh, dw = _spatial(self, p, "dilation", None, 1)
         self.geometry = Geometry(kh, kw, sh, sw, ph, pw, dh, dw)
-        self._weight_filler = p.weight_filler if has("weight_filler") else None
-        self._bias_filler = p.bias_filler if has("bias_filler") else None
-        self._bottom_shape: Shape = ()
+        self._weight_filler = p.weight_filler if p.HasField("weight_filler") else None
+        self._bias_filler = p.bias_filler if p.HasField("bias_filler") else None
+        self.conv_in = self.conv_out = 0  # channels of the conv input / output (setup)
+
+    # -- contract ------------------------------------------------------------
+    def check_blob_counts(self, num_bottoms: int, num_tops: int) -> None:
+        super().check_blob_counts(num_bottoms, num_tops)
+        if num_bottoms != num_tops:
+            self.fail(f"takes one top per bottom (shared weights), got {num_bottoms} "
+                      f"bottom(s) and {num_tops} top(s)")
 
     def setup(self, bottom_shapes: list[Shape]) -> list[Shape]:
         g = self.geometry
         shape = tuple(bottom_shapes[0])
         if len(shape) != 4:
             self.fail(f"takes a 4-D bottom (N, C, H, W), got shape {shape}")
+        for other in bottom_shapes[1:]:
+            if tuple(other) != shape:
+                self.fail(f"all bottoms must have one shape: {shape} vs {tuple(other)}")
         if self.axis not in (1, -3):
             self.fail(f"axis {self.axis} is not supported (only 1, the channel axis)")
+        if set(self.param.bottom) & set(self.param.top):
+            self.fail("cannot run in place (bottom and top must differ)")
         if min(g.kh, g.kw) <= 0:
-            self.fail("kernel_size (or kernel_h and kernel_w) must be given and > 0")
-        if min(g.sh, g.sw, g.dh, g.dw) <= 0 or min(g.ph, g.pw) < 0:
-            self.fail("stride and dilation must be > 0 and pad >= 0")
+            self.fail(f"kernel size must be > 0, got {g.kh}x{g.kw}")
+        if min(g.sh, g.sw) <= 0 or min(g.dh, g.dw) <= 0:
+            self.fail(f"stride and dilation must be > 0, got stride {g.sh}x{g.sw}, "
+                      f"dilation {g.dh}x{g.dw}")
         if self.num_output <= 0:
             self.fail("convolution_param.num_output must be given (> 0)")
         n, c, h, w = shape
         if self.group <= 0 or c % self.group or self.num_output % self.group:
-            self.fail(
-                f"group {self.group} must divide both the input channels ({c}) "
-                f"and num_output ({self.num_output})"
-            )
-        ho, wo = g.out_size(h, w)
-        if ho <= 0 or wo <= 0:
-            self.fail(f"the kernel does not fit the padded input {h}x{w}")
-        self._bottom_shape = shape
-        self.param_shapes = [(self.num_output, c // self.group, g.kh, g.kw)]
+            self.fail(f"group {self.group} must divide both the input channels ({c}) "
+                      f"and num_output ({self.num_output})")
+        if self.transposed:
+            self.conv_in, self.conv_out = self.num_output, c
+            top_hw = (g.sh * (h - 1) + g.dh * (g.kh - 1) + 1 - 2 * g.ph,
+                      g.sw * (w - 1) + g.dw * (g.kw - 1) + 1 - 2 * g.pw)
+        else:
+            self.conv_in, self.conv_out = c, self.num_output
+            top_hw = g.out_size(h, w)
+        if min(top_hw) <= 0:
+            self.fail(f"the {g.kh}x{g.kw} kernel leaves no output for the input {h}x{w} "
+                      f"(pad {g.ph}x{g.pw}, stride {g.sh}x{g.sw}, dilation {g.dh}x{g.dw})")
+        self.param_shapes = [(self.conv_out, self.conv_in // self.group, g.kh, g.kw)]
         if self.bias_term:
             self.param_shapes.append((self.num_output,))
-        return [(n, self.num_output, ho, wo)]
+        return [(n, self.num_output, *top_hw) for _ in bottom_shapes]
 
     def param_fillers(self) -> list[Any]:
         return [self._weight_filler, self._bias_filler][: len(self.param_shapes)]
 
-    def _groups(self, rows: int, cols: int) -> list[tuple[slice, slice]]:
-        """Row slices of (weight, col) for each group."""
-        m, k = rows // self.group, cols // self.group
+    def _wants_param_diff(self, i: int) -> bool:
+        return self.param_propagate_down[i] if len(self.param_propagate_down) > i else True
+
+    # -- the products, on one chunk of images ---------------------------------------
+    def _chunks(self, x: Array) -> Iterator[slice]:
+        """Slices of the batch whose col matrix fits COL_BUDGET (x: a conv input)."""
+        n, c, h, w = x.shape
+        ho, wo = self.geometry.out_size(h, w)
+        per_image = c * self.geometry.kh * self.geometry.kw * ho * wo * x.dtype.itemsize
+        count = max(1, -(-n * per_image // COL_BUDGET))
+        size = -(-n // count)
+        for start in range(0, n, size):
+            yield slice(start, min(start + size, n))
+
+    def _groups(self) -> list[tuple[slice, slice]]:
+        """(rows of W and of the conv output matrix, rows of col) for each group."""
+        m, k = self.conv_out // self.group, self.conv_in // self.group
+        k *= self.geometry.kh * self.geometry.kw
         return [(slice(i * m, (i + 1) * m), slice(i * k, (i + 1) * k)) for i in range(self.group)]
 
-    def forward(self, bottom: list[Blob], top: list[Blob]) -> None:
-        x = bottom[0].data
+    def _col(self, x: Array) -> Array:
+        """im2col of a conv-input chunk, in scratch memory."""
         xp = get_array_module(x)
-        n, _, ho, wo = top[0].shape
-        col = im2col(x, self.geometry)
-        weight = self.blobs[0].data.reshape(self.num_output, -1)
-        out = xp.empty((self.num_output, col.shape[1]), dtype=x.dtype)
-        for rows, cols in self._groups(self.num_output, col.shape[0]):
-            xp.matmul(weight[rows], col[cols], out=out[rows])
+        n, c, h, w = x.shape
+        ho, wo = self.geometry.out_size(h, w)
+        k = c * self.geometry.kh * self.geometry.kw
+        return im2col(x, self.geometry, scratch("conv.col", (k, n * ho * wo), x.dtype, xp))
+
+    def _rows(self, y: Array) -> Array:
+        """A conv-output chunk (n, Co, Ho, Wo) as the GEMM's (Co, n * Ho * Wo) matrix."""
+        n, co, ho, wo = y.shape
+        if n == 1:
+            return y.reshape(co, ho * wo)
+        xp = get_array_module(y)
+        rows = scratch("conv.rows", (co, n, ho * wo), y.dtype, xp)
+        xp.copyto(rows, y.reshape(n, co, ho * wo).transpose(1, 0, 2))
+        return rows.reshape(co, n * ho * wo)
+
+    def _multiply(self, col: Array, out: Array) -> None:
+        """out (n, Co, Ho, Wo) = W @ col, group by group."""
+        xp = get_array_module(col)
+        n, co, ho, wo = out.shape
+        weight = self.blobs[0].data.reshape(co, -1)
+        target = out.reshape(co, ho * wo) if n == 1 else scratch(
+            "conv.rows", (co, n * ho * wo), out.dtype, xp)
+        for rows, cols in self._groups():
+            xp.matmul(weight[rows], col[cols], out=target[rows])
+        if n > 1:
+            xp.copyto(out, target.reshape(co, n, ho, wo).transpose(1, 0, 2, 3))
+
+    def _multiply_transposed(self, rows_matrix: Array, out: Array) -> None:
+        """out (n, Ci, H, W) = col2im(W^T @ rows_matrix), group by group."""
+        xp = get_array_module(rows_matrix)
+        n, ci, h, w = out.shape
+        weight = self.blobs[0].data.reshape(self.conv_out, -1)
+        k = ci * self.geometry.kh * self.geometry.kw
+        dcol = scratch("conv.col", (k, rows_matrix.shape[1]), out.dtype, xp)
+        for rows, cols in self._groups():
+            xp.matmul(weight[rows].T, rows_matrix[rows], out=dcol[cols])
+        col2im(dcol, (n, ci, h, w), self.geometry, out=out)
+
+    def _accumulate_weight_diff(self, rows_matrix: Array, col: Array) -> None:
+        """dW_g += dY_g @ col_g^T."""
+        diff = self.blobs[0].diff
+        for rows, cols in self._groups():
+            diff[rows] += (rows_matrix[rows] @ col[cols].T).reshape(diff[rows].shape)
+
+    def _add_bias(self, top: Array) -> None:
         if self.bias_term:
-            out += self.blobs[1].data[:, None]
-        top[0].data = xp.ascontiguousarray(
-            out.reshape(self.num_output, n, ho, wo).transpose(1, 0, 2, 3)
-        )
+            top += self.blobs[1].data.reshape(1, -1, 1, 1)
+
+    def _accumulate_bias_diff(self, top_diff: Array) -> None:
+        if self.bias_term and self._wants_param_diff(1):
+            n, c = top_diff.shape[:2]
+            self.blobs[1].diff += top_diff.reshape(n, c, -1).sum(axis=2).sum(axis=0)
+
+
+@register("Convolution")
+class Convolution(_ConvolutionBase):
+    """Caffe's Convolution: top = W * bottom (+ bias); see the module docstring."""
+
+    def forward(self, bottom: list[Blob], top: list[Blob]) -> None:
+        for b, t in zip(bottom, top):
+            x = b.data
+            xp = get_array_module(x)
+            out = xp.empty(t.shape, dtype=x.dtype)
+            for part in self._chunks(x):
+                self._multiply(self._col(x[part]), out[part])
+            self._add_bias(out)
+            t.data = out
 
     def backward(self, top: list[Blob], propagate_down: list[bool], bottom: list[Blob]) -> None:
-        x = bottom[0].data
-        xp = get_array_module(x)
-        dtop = xp.ascontiguousarray(top[0].diff.transpose(1, 0, 2, 3)).reshape(
-            self.num_output, -1
-        )
-        weight_blob = self.blobs[0]
-        weight = weight_blob.data.reshape(self.num_output, -1)
-        want_weight = self.param_propagate_down[0] if self.param_propagate_down else True
-        if self.bias_term and (self.param_propagate_down[1] if self.param_propagate_down
-                               else True):
-            self.blobs[1].diff += dtop.sum(axis=1)
-        if not (want_weight or propagate_down[0]):
-            return
-        col = im2col(x, self.geometry)
-        groups = self._groups(self.num_output, col.shape[0])
-        if want_weight:
-            dweight = weight_blob.diff.reshape(self.num_output, -1)
-            for rows, cols in groups:
-                dweight[rows] += dtop[rows] @ col[cols].T
-        if propagate_down[0]:
-            dcol = xp.empty_like(col)
-            for rows, cols in groups:
-                xp.matmul(weight[rows].T, dtop[rows], out=dcol[cols])
-            if xp is np:
-                bottom[0].diff = xp.ascontiguousarray(col2im(dcol, x.shape, self.geometry))
-            else:  # one thread per input pixel instead of kh * kw strided adds
-                out_hw = self.geometry.out_size(*x.shape[2:])
-                bottom[0].diff = _cuda.col2im(xp, dcol, x.shape, out_hw, tuple(self.geometry))
+        want_weight = self._wants_param_diff(0)
+        for t, down, b in zip(top, propagate_down, bottom):
+            dtop, x = t.diff, b.data
+            self._accumulate_bias_diff(dtop)
+            if not (want_weight or down):
+                continue
+            xp = get_array_module(x)
+            dx = xp.empty(x.shape, dtype=x.dtype) if down else None
+            for part in self._chunks(x):
+                rows = self._rows(dtop[part])
+                if want_weight:
+                    self._accumulate_weight_diff(rows, self._col(x[part]))
+                if dx is not None:
+                    self._multiply_transposed(rows, dx[part])
+            if dx is not None:
+                b.diff = dx
+
+
+@register("Deconvolution")
+class Deconvolution(_ConvolutionBase):
+    """Caffe's Deconvolution: the transpose of Convolution (its forward is
+    Convolution's input-gradient product, its backward Convolution's forward)."""
+
+    transposed = True
+
+    def forward(self, bottom: list[Blob], top: list[Blob]) -> None:
+        for b, t in zip(bottom, top):
+            y = b.data
+            xp = get_array_module(y)
+            out = xp.empty(t.shape, dtype=y.dtype)
+            for part in self._chunks(out):
+                self._multiply_transposed(self._rows(y[part]), out[part])
+            self._add_bias(out)
+            t.data = out
+
+    def backward(self, top: list[Blob], propagate_down: list[bool], bottom: list[Blob]) -> None:
+        want_weight = self._wants_param_diff(0)
+        for t, down, b in zip(top, propagate_down, bottom):
+            dtop, y = t.diff, b.data
+            self._accumulate_bias_diff(dtop)
+            if not (want_weight or down):
+                continue
+            xp = get_array_module(y)
+            dy = xp.empty(y.shape, dtype=y.dtype) if down else None
+            for part in self._chunks(dtop):
+                col = self._col(dtop[part])
+                if want_weight:
+                    self._accumulate_weight_diff(self._rows(y[part]), col)
+                if dy is not None:
+                    self._multiply(col, dy[part])
+            if dy is not None:
+                b.diff = dy

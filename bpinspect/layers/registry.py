@@ -12,6 +12,10 @@ if TYPE_CHECKING:
 
 _REGISTRY: dict[str, type[Layer]] = {}
 
+# Layers that read a database or files at run time; a deploy net replaces them
+# with an Input layer, which is what bpinspect can feed (--input).
+_DATA_SOURCES = {"Data", "ImageData", "HDF5Data", "WindowData", "MemoryData", "Python"}
+
 L = TypeVar("L", bound="type[Layer]")
 
 
@@ -44,7 +48,12 @@ def layer_class(type_name: str, layer_name: str = "?") -> type[Layer]:
     try:
         return _REGISTRY[type_name]
     except KeyError:
+        hint = (
+            "; use the deploy net, or an Input layer fed with --input"
+            if type_name in _DATA_SOURCES
+            else ""
+        )
         raise BpinspectError(
-            f"layer {layer_name!r}: layer type {type_name!r} is not supported "
+            f"layer {layer_name!r}: layer type {type_name!r} is not supported{hint} "
             f"(supported: {', '.join(sorted(_REGISTRY))})"
         ) from None

@@ -1,0 +1,426 @@
+"""The bpinspect TUI: a Textual app over one debugger Session.
+
+``BpinspectApp`` owns the session and the one worker thread that touches it:
+every command (step, continue, step back, restart, inject, export, and the
+gathering of what the screen shows) is queued and run, in order, by
+``_drain`` (``@work(thread=True, exclusive=True, group="session")``), so the
+screen stays responsive during a long step and a Session (not thread-safe)
+is never used from two threads. The worker posts messages (``messages.py``);
+``MainScreen`` turns them into widget updates. No numbers are computed here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+import time
+import traceback
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from textual import work
+from textual.app import App, SystemCommand
+from textual.binding import Binding, BindingType
+from textual.screen import Screen
+from textual.worker import get_current_worker
+
+from bpinspect.errors import EXIT_USAGE, BpinspectError
+from bpinspect.session.schedule import BACKWARD, FORWARD
+from bpinspect.session.session import Session
+from bpinspect.tui import messages as msg
+from bpinspect.tui.view_data import StatsCache, ViewRequest, follow_layer, gather
+
+
+@dataclass
+class Command:
+    """One thing for the session worker to do."""
+
+    kind: str  # a key of BpinspectApp._COMMANDS
+    label: str  # what the status line says while it runs
+    args: dict[str, Any] = field(default_factory=dict)
+    on_error: Callable[[str], None] | None = None  # instead of the status line (dialogs)
+
+
+@dataclass
+class Outcome:
+    """What a command did: the status line text, and whether the cursor moved."""
+
+    status: str
+    severity: str = "information"
+    moved: str | None = None  # "forward" | "backward" | "back" (stepped back / restarted)
+    stop: Any = None
+    compute_seconds: float = 0.0
+    refresh: bool = True  # gather the view afterwards
+    follow: str | None = None  # a layer to show instead of following the cursor
+
+
+class BpinspectApp(App[int]):
+    """Step through a Caffe net's forward and backward pass, one layer at a time."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "bpinspect"
+
+    BINDINGS: list[BindingType] = [
+        Binding("q", "quit", "quit", id="quit", tooltip="Leave bpinspect"),
+        Binding("question_mark,f1", "help", "help", id="help",
+                tooltip="Every key, and how to read the screen"),
+    ]
+    """
+    | Key | Description |
+    | :- | :- |
+    | q | Quit. |
+    | ? / F1 | The help screen. |
+    | ctrl+p | The command palette (every action, searchable). |
+    """
+
+    def __init__(self, options: argparse.Namespace | None = None, *,
+                 session: Session | None = None,
+                 session_factory: Callable[[argparse.Namespace], Session] | None = None) -> None:
+        super().__init__()
+        self.options = options
+        """The command line (None when a session is handed over directly)."""
+        self.session: Session | None = session
+        """The debugger (None until it has loaded)."""
+        self.load_error: str | None = None
+        """Why the session could not be built, if it could not."""
+        self.request = ViewRequest()
+        """What the screen wants to see; replaced by the UI thread, read by the worker."""
+        self._session_factory = session_factory
+        self._queue: deque[Command] = deque()
+        self._queue_lock = threading.Lock()
+        self._worker_active = False
+        self._cancel = threading.Event()
+        self._stats_cache = StatsCache()
+        self._notes_seen = 0
+        self.at_end = False
+        """The cursor is past the last step (step and continue have nothing to do)."""
+        self.at_start = True
+        """Nothing has run in this pass (step back has nothing to undo)."""
+        self.timings: list[dict[str, float]] = []
+        """Per command: seconds of compute and of gathering the view (bench/tui_latency.py)."""
+
+    # ------------------------------------------------------------------ screens
+    def get_default_screen(self) -> Screen[Any]:
+        from bpinspect.tui.screens.main import MainScreen
+
+        self.main_screen = MainScreen()
+        return self.main_screen
+
+    def _post(self, message: Any) -> None:
+        """Send a worker message to the main screen (thread-safe)."""
+        self.main_screen.post_message(message)
+
+    @property
+    def busy(self) -> bool:
+        """The session worker is running a command (keys that move the cursor wait)."""
+        return self._worker_active
+
+    def on_mount(self) -> None:
+        if self.session is None:
+            self.submit(Command("load", "loading"))
+        else:
+            self.submit(Command("attach", "starting"))
+
+    def action_help(self) -> None:
+        from bpinspect.tui.screens.help import HelpScreen
+
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        yield from self.main_screen.palette_commands()
+        yield SystemCommand("Help", "Every key, and how to read the screen (?)", self.action_help)
+
+    # ------------------------------------------------------------------ the worker
+    def submit(self, command: Command) -> None:
+        """Queue ``command`` for the session worker (started if idle)."""
+        with self._queue_lock:
+            if command.kind == "refresh" and any(c.kind == "refresh" for c in self._queue):
+                return  # one pending refresh reads the newest request anyway
+            self._queue.append(command)
+            if self._worker_active:
+                return
+            self._worker_active = True
+        self._cancel.clear()
+        self.refresh_bindings()
+        self._drain()
+
+    def interrupt(self) -> bool:
+        """Stop a continue between two layers and drop queued commands."""
+        with self._queue_lock:
+            dropped = [c for c in self._queue if c.kind != "refresh"]
+            for c in dropped:
+                self._queue.remove(c)
+            active = self._worker_active
+        if active:
+            self._cancel.set()
+        return active
+
+    @work(thread=True, exclusive=True, group="session", exit_on_error=False,
+          description="bpinspect session")
+    def _drain(self) -> None:
+        moved: str | None = None
+        follow: str | None = None
+        while True:
+            with self._queue_lock:
+                if not self._queue:
+                    self._worker_active = False
+                    break
+                command = self._queue.popleft()
+            outcome = self._execute(command)
+            if outcome is not None:
+                moved = outcome.moved or moved
+                follow = outcome.follow or follow
+            with self._queue_lock:
+                pending = bool(self._queue)
+            if not pending and self.session is not None and (outcome is None or outcome.refresh):
+                self._post_view(moved, follow, outcome)
+                moved = follow = None
+        self.call_from_thread(self.refresh_bindings)
+
+    def _execute(self, command: Command) -> Outcome | None:
+        started = time.perf_counter()
+        try:
+            if command.kind not in ("refresh",):
+                self._post(msg.RunStarted(command.label, command.args.get("total")))
+            handler = getattr(self, f"_do_{command.kind}")
+            outcome: Outcome | None = handler(command)
+        except BpinspectError as exc:
+            if command.on_error is not None:
+                self.call_from_thread(command.on_error, str(exc))
+            self._post(msg.CommandFailed(command.label, str(exc)))
+            return Outcome(str(exc), "error")
+        except Exception as exc:  # a bug: show it, keep the app alive
+            self._post(msg.InternalErrorRaised(
+                command.label, f"{type(exc).__name__}: {exc}", traceback.format_exc()))
+            return Outcome(f"internal error in {command.label}", "error")
+        if outcome is not None and command.kind not in ("refresh",):
+            self._post(msg.RunStopped(command.label, outcome.status, outcome.stop,
+                                             outcome.compute_seconds or
+                                             time.perf_counter() - started))
+        self._post_new_notes()
+        return outcome
+
+    def _post_view(self, moved: str | None, follow: str | None,
+                   outcome: Outcome | None) -> None:
+        session = self.session
+        assert session is not None
+        started = time.perf_counter()
+        request = self.request
+        if follow is not None or moved is not None:
+            layer = follow or follow_layer(session, moved_back=moved == "back")
+            request = replace(request, layer=layer, blob=None)
+        elif request.layer is None:
+            request = replace(request, layer=follow_layer(session))
+        try:
+            data = gather(session, request, self._stats_cache,
+                          moved=moved if moved in (FORWARD, BACKWARD) else None)
+        except BpinspectError as exc:
+            self._post(msg.CommandFailed("show", str(exc)))
+            return
+        except Exception as exc:
+            self._post(msg.InternalErrorRaised(
+                "show", f"{type(exc).__name__}: {exc}", traceback.format_exc()))
+            return
+        self.at_end = session.at_end
+        self.at_start = session.last_step is None
+        seconds = time.perf_counter() - started
+        if outcome is not None and outcome.compute_seconds:
+            self.timings.append({"compute": outcome.compute_seconds, "gather": seconds})
+        self._post(msg.ViewUpdated(data, moved is not None or follow is not None,
+                                          seconds))
+
+    def _post_new_notes(self) -> None:
+        if self.session is None:
+            return
+        notes = self.session.notes
+        if len(notes) > self._notes_seen:
+            new = list(notes[self._notes_seen:])
+            self._notes_seen = len(notes)
+            self._post(msg.NotesAdded(new))
+
+    def _check_cancel(self) -> bool:
+        return self._cancel.is_set() or get_current_worker().is_cancelled
+
+    # ------------------------------------------------------------------ commands
+    def _do_load(self, command: Command) -> Outcome | None:
+        options = self.options
+        assert options is not None
+        self._post(msg.LoadProgressed(0, None, f"loading {options.net}"))
+        started = time.perf_counter()
+        factory = self._session_factory
+        if factory is None:
+            from bpinspect.session.options import session_from_options
+
+            factory = session_from_options
+        try:
+            session = factory(options)
+        except BpinspectError as exc:
+            self.load_error = str(exc)
+            self._post(msg.SessionFailed(str(exc)))
+            return Outcome(str(exc), "error", refresh=False)
+        return self._attach(session, time.perf_counter() - started)
+
+    def _do_attach(self, command: Command) -> Outcome | None:
+        assert self.session is not None
+        return self._attach(self.session, 0.0)
+
+    def _attach(self, session: Session, seconds: float) -> Outcome:
+        self.session = session
+        self._stats_cache.clear()
+        self._notes_seen = len(session.notes)
+        self._post(msg.SessionLoaded(list(session.notes), seconds))
+        first = session.next_step
+        return Outcome(f"loaded {session.net.name} in {seconds:.1f} s: press n to step, "
+                       "c to continue, ? for help" if seconds else
+                       "press n to step, c to continue, ? for help",
+                       follow=None if first is None else first.layer_name)
+
+    def _do_refresh(self, command: Command) -> Outcome | None:
+        return None
+
+    def _session(self) -> Session:
+        if self.session is None:
+            raise BpinspectError("the net has not loaded")
+        return self.session
+
+    def _do_step(self, command: Command) -> Outcome:
+        session = self._session()
+        started = time.perf_counter()
+        result = session.step()
+        seconds = time.perf_counter() - started
+        if result is None:
+            return Outcome("end of the pass: r restarts, p steps back", refresh=False)
+        status = f"ran {result.step.label} in {seconds * 1000:.0f} ms"
+        severity = "information"
+        if result.hits:
+            status = result.hits[0].message
+            severity = "warning"
+        return Outcome(status, severity, moved=result.step.direction, compute_seconds=seconds)
+
+    def _do_continue(self, command: Command) -> Outcome:
+        session = self._session()
+
+        def progress(done: int, total: int, step: Any) -> None:
+            self._post(msg.RunProgressed(done, total, step))
+
+        started = time.perf_counter()
+        if "layer" in command.args:
+            stop = session.run_to(command.args["layer"], command.args["direction"],
+                                  progress=progress, cancel=self._check_cancel)
+        else:
+            stop = session.continue_(progress=progress, cancel=self._check_cancel)
+        seconds = time.perf_counter() - started
+        severity = "warning" if stop.reason in ("breakpoint", "condition") else "information"
+        moved = stop.step.direction if stop.step is not None else FORWARD
+        follow = None
+        if stop.reason == "breakpoint" and session.next_step is not None:
+            follow = session.next_step.layer_name  # stopped before it: show what it will read
+        return Outcome(f"{stop.message} ({seconds:.2f} s)", severity, moved=moved, stop=stop,
+                       compute_seconds=seconds, follow=follow)
+
+    def _do_back(self, command: Command) -> Outcome:
+        session = self._session()
+        started = time.perf_counter()
+        step = session.step_back()
+        if step is None:
+            return Outcome("at the start of the pass: nothing to step back over", refresh=False)
+        return Outcome(f"stepped back over {step.label}", moved="back",
+                       compute_seconds=time.perf_counter() - started, follow=step.layer_name)
+
+    def _do_restart(self, command: Command) -> Outcome:
+        session = self._session()
+        session.restart()
+        self._stats_cache.clear()
+        return Outcome("restarted: a new pass with the same inputs, weights, injections and "
+                       "breakpoints", moved="back")
+
+    def _do_toggle_break(self, command: Command) -> Outcome:
+        session = self._session()
+        layer = command.args["layer"]
+        direction = command.args.get("direction", "both")
+        now = session.breakpoints.toggle(layer, direction)
+        where = "" if direction == "both" else f" ({direction})"
+        return Outcome(f"breakpoint {'set on' if now else 'removed from'} {layer}{where}")
+
+    def _do_conditions(self, command: Command) -> Outcome:
+        session = self._session()
+        bp = session.breakpoints
+        bp.set_condition("nonfinite", command.args["nonfinite"])
+        bound = command.args.get("bound")
+        bp.set_condition("max_abs", bound is not None, bound)
+        bp.set_condition("zero_diff", command.args["zero_diff"])
+        described = [c.describe() for c in bp.conditions]
+        return Outcome("stop when: " + ("; ".join(described) if described else
+                                        "(no conditions)"))
+
+    def _do_inject(self, command: Command) -> Outcome:
+        session = self._session()
+        blob, spec = command.args["blob"], command.args["spec"]
+        self._stats_cache.clear()
+        if spec == "":
+            session.clear_injection(blob)
+            return Outcome(f"removed the injection at {blob}", moved="back")
+        inj = session.inject(blob, spec)
+        if command.args.get("done") is not None:
+            self.call_from_thread(command.args["done"])
+        return Outcome(f"injected {blob}={inj.spec}: backward starts at "
+                       f"{session.net.layer_names[session.net.producer_index(blob)]}",
+                       moved="back")
+
+    def _do_export(self, command: Command) -> Outcome:
+        session = self._session()
+        paths: list[Path] = []
+        for kind, step in command.args["kinds"]:
+            paths += session.export(command.args["name"], kind, step=step,
+                                    param=command.args.get("param"))
+        return self._exported(paths, session)
+
+    def _do_export_all(self, command: Command) -> Outcome:
+        session = self._session()
+        paths = session.export_all()
+        return self._exported(paths, session)
+
+    def _exported(self, paths: list[Path], session: Session) -> Outcome:
+        directory = str(Path(session.export_dir).resolve())
+        self._post(msg.FilesExported([str(p) for p in paths], directory))
+        names = ", ".join(p.name for p in paths[:2]) + (" …" if len(paths) > 2 else "")
+        return Outcome(f"exported {len(paths)} file(s) to {directory}: {names}", refresh=False)
+
+
+# ---------------------------------------------------------------------- entry point
+def run_app(options: argparse.Namespace) -> int:
+    """``bpinspect NET ...``: check the arguments, run the app, return the exit code."""
+    try:
+        _check_options(options)
+    except BpinspectError as exc:
+        print(f"bpinspect: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    app = BpinspectApp(options)
+    app.run()
+    if app.load_error is not None:
+        print(f"bpinspect: {app.load_error}", file=sys.stderr)
+        return EXIT_USAGE
+    return int(app.return_code or 0)
+
+
+def _check_options(options: argparse.Namespace) -> None:
+    """What can be checked before the app starts, cheaply (the net is built later, in the
+    worker, so that the first frame comes at once)."""
+    from bpinspect.session import options as session_options
+
+    validate = getattr(session_options, "validate_options", None)
+    if validate is not None:
+        validate(options)
+        return
+    for what, path in (("net", options.net), ("--weights", getattr(options, "weights", None))):
+        if path is not None and not Path(path).is_file():
+            raise BpinspectError(f"{what} {path}: no such file")
+    export_dir = getattr(options, "export_dir", None)
+    if export_dir is not None and not Path(export_dir).is_dir():
+        raise BpinspectError(f"--export-dir {export_dir}: no such directory")

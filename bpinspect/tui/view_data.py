@@ -1,0 +1,431 @@
+"""What the screen shows, gathered from the session in the worker thread.
+
+Only Session methods compute anything here (statistics, histograms, layer
+internals, all reduced on the device); this module picks *which* values to
+ask for and packs the small host results into frozen dataclasses that the
+widgets display. It runs in the session worker, never on the UI thread while
+a step runs (a Session is not thread-safe).
+
+Values are shown from the selected layer's point of view: its bottoms' data
+as its forward read them, its tops' data as its forward wrote them, its
+tops' diff as its backward received it and its bottoms' and params' diff as
+its backward wrote them. An in-place layer (ReLU conv1 -> conv1) thus shows
+both sides of its work, although the net holds one array.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from bpinspect.errors import BpinspectError
+from bpinspect.session.schedule import BACKWARD, FORWARD
+from bpinspect.session.session import LayerInfo, Session
+from bpinspect.session.stats import BlobStats, Histogram
+
+# Tabs beside the blob panel. Internals tabs show for the layer types that have them.
+TAB_LRN = "tab-lrn"
+TAB_POOLING = "tab-pooling"
+TAB_CONCAT = "tab-concat"
+TAB_DROPOUT = "tab-dropout"
+TAB_SOFTMAX = "tab-softmax"
+TAB_SALIENCY = "tab-saliency"
+TAB_FLOW = "tab-flow"
+INTERNALS_TABS = (TAB_LRN, TAB_POOLING, TAB_CONCAT, TAB_DROPOUT, TAB_SOFTMAX)
+INTERNALS_TAB_OF_TYPE = {
+    "LRN": TAB_LRN,
+    "Pooling": TAB_POOLING,
+    "Concat": TAB_CONCAT,
+    "Slice": TAB_CONCAT,
+    "Split": TAB_CONCAT,
+    "Dropout": TAB_DROPOUT,
+    "Softmax": TAB_SOFTMAX,
+    "SoftmaxWithLoss": TAB_SOFTMAX,
+}
+DEFAULT_BINS = 48
+
+BlobRef = tuple[str, int | None]  # (blob, None) or (layer, param index)
+
+
+@dataclass(frozen=True)
+class HeaderInfo:
+    net: str
+    phase: str  # the net's phase: "train" | "test"
+    device: str
+    weights: str
+    injections: tuple[str, ...]  # "fc8=onehot:281"
+    cursor: int  # steps done (the index of the next step)
+    total: int
+    direction: str  # where the cursor is: "forward" | "backward" | "done"
+    next_label: str | None
+    last_label: str | None
+
+
+@dataclass(frozen=True)
+class LayerRow:
+    """One line of the layer list."""
+
+    name: str
+    type: str
+    index: int
+    forward_done: bool
+    backward_done: bool
+    backward_skipped: bool  # this layer's backward step runs nothing
+    backward_reason: str  # why it is skipped, or why it runs
+    current: str | None  # "forward" | "backward" when the next step is this layer's
+    breakpoint: str | None  # "forward" | "backward" | "both" | None
+
+
+@dataclass(frozen=True)
+class BlobEntry:
+    """A bottom, top or param of the selected layer, with its statistics."""
+
+    role: str  # "bottom" | "top" | "param"
+    name: str  # blob name; for a param, the layer name
+    param: int | None
+    shape: tuple[int, ...]
+    data: BlobStats | None
+    diff: BlobStats | None
+    data_step: int | None  # the step whose values are shown (None: the current state)
+    diff_step: int | None
+    in_place: bool = False
+    needs_diff: bool = True  # False: no gradient is ever computed for it
+    error: str | None = None
+
+    @property
+    def ref(self) -> BlobRef:
+        return (self.name, self.param)
+
+    @property
+    def label(self) -> str:
+        return self.name if self.param is None else f"{self.name}#{self.param}"
+
+
+@dataclass(frozen=True)
+class LayerPanel:
+    info: LayerInfo
+    entries: tuple[BlobEntry, ...]
+    selected: int  # index of the entry whose histograms are shown
+    data_hist: Histogram | None
+    diff_hist: Histogram | None
+    forward_step: int
+    backward_step: int
+    forward_done: bool
+    backward_done: bool
+    backward_skipped: bool
+    backward_reason: str
+
+    @property
+    def selected_entry(self) -> BlobEntry | None:
+        return self.entries[self.selected] if self.entries else None
+
+
+@dataclass(frozen=True)
+class ViewRequest:
+    """What the screen wants to see; built on the UI thread from its widgets' state."""
+
+    layer: str | None = None
+    blob: BlobRef | None = None
+    tab: str = TAB_FLOW
+    bins: int = DEFAULT_BINS
+    item: int = 0  # batch item of the plane views (LRN, pooling, dropout, saliency)
+    channel: int = 0  # channel of the LRN and pooling views
+    pool_cell: tuple[int, int] = (0, 0)  # output cell (y, x) of the pooling view
+
+
+@dataclass(frozen=True)
+class InternalsData:
+    """The active tab's content: one of the session's views, or a message why not."""
+
+    tab: str
+    layer: str | None
+    view: Any = None  # LRNView | PoolingView | ConcatView | SplitView | DropoutView | ...
+    cell: Any = None  # PoolCell for the pooling tab
+    extra: dict[str, Any] = field(default_factory=dict)
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class ViewData:
+    header: HeaderInfo
+    rows: tuple[LayerRow, ...]
+    request: ViewRequest
+    panel: LayerPanel | None
+    internals: InternalsData | None
+
+
+# ------------------------------------------------------------------------- header + list
+def header_info(session: Session) -> HeaderInfo:
+    net = session.net
+    nxt, last = session.next_step, session.last_step
+    return HeaderInfo(
+        net=net.name,
+        phase=net.phase,
+        device=session.device_name,
+        weights=net.weights_source,
+        injections=tuple(f"{b}={inj.spec}" for b, inj in session.injections.items()),
+        cursor=session.cursor,
+        total=len(session.schedule),
+        direction=session.phase,
+        next_label=None if nxt is None else nxt.label,
+        last_label=None if last is None else last.label,
+    )
+
+
+def layer_rows(session: Session) -> tuple[LayerRow, ...]:
+    bp = session.breakpoints
+    nxt = session.next_step
+    rows = []
+    for i, name in enumerate(session.net.layer_names):
+        fwd = session.step_of(name, FORWARD)
+        bwd = session.step_of(name, BACKWARD)
+        on_fwd, on_bwd = bp.has(name, FORWARD), bp.has(name, BACKWARD)
+        mark = "both" if on_fwd and on_bwd else FORWARD if on_fwd else BACKWARD if on_bwd \
+            else None
+        current = None
+        if nxt is not None and nxt.layer_index == i:
+            current = nxt.direction
+        rows.append(LayerRow(
+            name=name, type=fwd.layer_type, index=i,
+            forward_done=session.is_done(fwd.index),
+            backward_done=session.is_done(bwd.index) and not bwd.skipped,
+            backward_skipped=bwd.skipped, backward_reason=bwd.reason,
+            current=current, breakpoint=mark,
+        ))
+    return tuple(rows)
+
+
+def follow_layer(session: Session, moved_back: bool = False) -> str | None:
+    """The layer to show after the cursor moved: the step just run, else the next one."""
+    step = session.next_step if moved_back else (session.last_step or session.next_step)
+    if step is None:
+        step = session.last_step
+    return None if step is None else step.layer_name
+
+
+# ------------------------------------------------------------------------- blob panel
+class StatsCache:
+    """Statistics of values that cannot change until the pass is rewound: a recorded
+    step's value, and params' data (weights are fixed in a session)."""
+
+    def __init__(self) -> None:
+        self._stats: dict[tuple[Any, ...], BlobStats | None] = {}
+
+    def clear(self) -> None:
+        self._stats.clear()
+
+    def stats(self, session: Session, name: str, kind: str, step: int | None,
+              param: int | None) -> BlobStats | None:
+        fixed = param is not None and kind == "data"
+        if step is None and not fixed:
+            return session.stats(name, kind, None, param)
+        key = (name, kind, None if fixed else step, param)
+        if key not in self._stats:
+            self._stats[key] = session.stats(name, kind, step, param)
+        return self._stats[key]
+
+
+def _ran(session: Session, step: int) -> int | None:
+    """``step`` if it has run (ask the history for it), else None (the current state)."""
+    return step if 0 <= step < session.cursor else None
+
+
+def layer_panel(session: Session, layer: str, request: ViewRequest, cache: StatsCache,
+                moved: str | None = None) -> LayerPanel:
+    """The selected layer's blobs with statistics, and the histograms of one of them.
+
+    ``moved``: the direction of the step just run on this layer (picks the blob whose
+    histograms show first: a top after forward, a bottom or param after backward).
+    """
+    info = session.layer_info(layer)
+    fwd = session.step_of(layer, FORWARD)
+    bwd = session.step_of(layer, BACKWARD)
+    fwd_done = session.is_done(fwd.index)
+    bwd_reached = session.is_done(bwd.index)
+    before_fwd = _ran(session, fwd.index - 1)
+    after_fwd = _ran(session, fwd.index)
+    before_bwd = _ran(session, bwd.index - 1)
+    after_bwd = _ran(session, bwd.index)
+
+    entries: list[BlobEntry] = []
+
+    def add(role: str, name: str, param: int | None, shape: tuple[int, ...],
+            data_step: int | None, diff_step: int | None, *, skip_data: bool = False,
+            skip_diff: bool = False, in_place: bool = False, needs_diff: bool = True) -> None:
+        data = diff = None
+        error = None
+        try:
+            if not skip_data:
+                data = cache.stats(session, name, "data", data_step, param)
+            if not skip_diff and needs_diff:
+                diff = cache.stats(session, name, "diff", diff_step, param)
+        except BpinspectError as exc:
+            error = str(exc)
+        entries.append(BlobEntry(role, name, param, shape, data, diff, data_step, diff_step,
+                                 in_place, needs_diff, error))
+
+    blobs = session.net.blobs
+    for j, b in enumerate(info.bottoms):
+        add("bottom", b, None, tuple(blobs[b].shape), before_fwd, after_bwd,
+            skip_diff=not bwd_reached, in_place=b in info.in_place,
+            needs_diff=info.bottom_need_backward[j])
+    for t in info.tops:
+        add("top", t, None, tuple(blobs[t].shape), after_fwd, before_bwd,
+            skip_data=not fwd_done, skip_diff=before_bwd is None and not bwd_reached,
+            in_place=t in info.in_place)
+    for j, shape in info.params:
+        down = info.param_propagate_down[j] if j < len(info.param_propagate_down) else True
+        add("param", layer, j, tuple(shape), None, after_bwd, skip_diff=not bwd_reached,
+            needs_diff=down and info.need_backward)
+
+    selected = _pick_entry(entries, request.blob, moved)
+    data_hist = diff_hist = None
+    if entries:
+        e = entries[selected]
+        try:
+            if e.data is not None:
+                data_hist = session.histogram(e.name, "data", e.data_step, e.param,
+                                              bins=request.bins)
+            if e.diff is not None:
+                diff_hist = session.histogram(e.name, "diff", e.diff_step, e.param,
+                                              bins=request.bins)
+        except BpinspectError:
+            data_hist = diff_hist = None
+    return LayerPanel(
+        info=info, entries=tuple(entries), selected=selected, data_hist=data_hist,
+        diff_hist=diff_hist, forward_step=fwd.index, backward_step=bwd.index,
+        forward_done=fwd_done, backward_done=bwd_reached and not bwd.skipped,
+        backward_skipped=bwd.skipped, backward_reason=bwd.reason,
+    )
+
+
+def _pick_entry(entries: list[BlobEntry], wanted: BlobRef | None, moved: str | None) -> int:
+    if not entries:
+        return 0
+    if wanted is not None and moved is None:
+        for i, e in enumerate(entries):
+            if e.ref == wanted:
+                return i
+    roles = ("top",) if moved != BACKWARD else ("bottom", "param")
+    for role in roles:
+        for i, e in enumerate(entries):
+            if e.role == role and (moved != BACKWARD or e.diff is not None):
+                return i
+    for i, e in enumerate(entries):
+        if e.role == "top":
+            return i
+    return 0
+
+
+# ------------------------------------------------------------------------- internals
+def internals(session: Session, request: ViewRequest, panel: LayerPanel | None) -> InternalsData:
+    tab, layer = request.tab, request.layer
+    try:
+        if tab == TAB_FLOW:
+            return InternalsData(tab, layer, view=tuple(session.gradient_flow()))
+        if tab == TAB_SALIENCY:
+            return _saliency(session, request)
+        if layer is None or panel is None:
+            return InternalsData(tab, layer, message="no layer selected")
+        if INTERNALS_TAB_OF_TYPE.get(panel.info.type) != tab:
+            return InternalsData(tab, layer, message=f"{layer} ({panel.info.type}) keeps no "
+                                 "state of this kind")
+        if not panel.forward_done:
+            return InternalsData(tab, layer, message=f"{layer} has not run forward yet in this "
+                                 "pass: press n (step) or c (continue)")
+        kind = panel.info.type
+        if tab == TAB_LRN:
+            return InternalsData(tab, layer, view=session.lrn_view(
+                layer, request.item, request.channel))
+        if tab == TAB_POOLING:
+            return _pooling(session, request, layer)
+        if tab == TAB_CONCAT and kind == "Split":
+            return InternalsData(tab, layer, view=session.split_view(layer))
+        if tab == TAB_CONCAT:
+            view = session.concat_view(layer)
+            return InternalsData(tab, layer, view=view, extra={"copies": _copies(session, view)})
+        if tab == TAB_DROPOUT:
+            return InternalsData(tab, layer, view=session.dropout_view(layer, request.item))
+        if tab == TAB_SOFTMAX:
+            return InternalsData(tab, layer, view=session.softmax_view(layer, k=5))
+    except BpinspectError as exc:
+        return InternalsData(tab, layer, message=str(exc))
+    return InternalsData(tab, layer, message="nothing to show")
+
+
+def _pooling(session: Session, request: ViewRequest, layer: str) -> InternalsData:
+    view = session.pooling_view(layer, request.item, request.channel)
+    cell = None
+    if view is not None and len(view.top_shape) == 4:
+        y = min(max(request.pool_cell[0], 0), view.top_shape[2] - 1)
+        x = min(max(request.pool_cell[1], 0), view.top_shape[3] - 1)
+        cell = session.pooling_cell(layer, request.item, request.channel, y, x)
+    elif view is not None:  # AVE pooling keeps no argmax: the top shape from the net
+        top = session.net.blobs[session.net.top_names[layer][0]].shape
+        if len(top) == 4:
+            y = min(max(request.pool_cell[0], 0), top[2] - 1)
+            x = min(max(request.pool_cell[1], 0), top[3] - 1)
+            cell = session.pooling_cell(layer, request.item, request.channel, y, x)
+    top_shape = tuple(session.net.blobs[session.net.top_names[layer][0]].shape)
+    return InternalsData(TAB_POOLING, layer, view=view, cell=cell,
+                         extra={"top_shape": top_shape})
+
+
+def _copies(session: Session, view: Any) -> dict[str, str]:
+    """Concat parts that are copies of one blob made by a Split (Caffe inserts one when
+    a blob feeds a layer twice): part -> the split layer that sums their diffs."""
+    if view is None:
+        return {}
+    net = session.net
+    out = {}
+    for s in view.slices:
+        try:
+            producer = net.producer_index(s.blob)
+        except BpinspectError:
+            continue
+        if net.layers[producer].type == "Split":
+            out[s.blob] = net.layer_names[producer]
+    return out
+
+
+def _saliency(session: Session, request: ViewRequest) -> InternalsData:
+    images = [b for b in session.net.inputs if len(session.net.blobs[b].shape) == 4]
+    if not images:
+        return InternalsData(TAB_SALIENCY, request.layer,
+                             message="the net has no image input blob (N, C, H, W)")
+    blob = images[0]
+    batch = session.net.blobs[blob].shape[0]
+    item = min(max(request.item, 0), batch - 1)
+    plane = session.saliency(blob, item)
+    message = ""
+    if plane is None:
+        message = (f"{blob} has no diff yet: the saliency map appears once backward has "
+                   f"reached the input (run to the end with c)")
+    return InternalsData(TAB_SALIENCY, request.layer, view=plane, message=message,
+                         extra={"blob": blob, "item": item, "batch": batch,
+                                "source": session.input_sources.get(blob, "")})
+
+
+# ------------------------------------------------------------------------- all of it
+def gather(session: Session, request: ViewRequest, cache: StatsCache,
+           moved: str | None = None) -> ViewData:
+    """Everything the screen shows for ``request`` (in the session worker)."""
+    panel = None
+    if request.layer is not None:
+        panel = layer_panel(session, request.layer, request, cache, moved)
+        if request.blob is None or moved is not None:
+            entry = panel.selected_entry
+            request = _with_blob(request, None if entry is None else entry.ref)
+    return ViewData(
+        header=header_info(session),
+        rows=layer_rows(session),
+        request=request,
+        panel=panel,
+        internals=internals(session, request, panel),
+    )
+
+
+def _with_blob(request: ViewRequest, blob: BlobRef | None) -> ViewRequest:
+    from dataclasses import replace
+
+    return replace(request, blob=blob)

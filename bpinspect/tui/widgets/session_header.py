@@ -1,0 +1,83 @@
+"""The two header lines: which net, where it runs, which weights, and where the pass is."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from rich.console import Group
+from rich.text import Text
+from textual.app import RenderResult
+from textual.reactive import reactive
+from textual.widget import Widget
+
+from bpinspect.tui.view_data import HeaderInfo
+
+NO_WEIGHTS = "no --weights given"
+
+
+class SessionHeader(Widget):
+    """``CaffeNet · test · CPU (NumPy) · weights ...`` over ``step 12 of 46 · forward ...``."""
+
+    COMPONENT_CLASSES: ClassVar[set[str]] = {
+        "session-header--name",
+        "session-header--label",
+        "session-header--seeded",
+        "session-header--direction",
+    }
+    """
+    | Class | Description |
+    | :- | :- |
+    | `session-header--name` | The net's name. |
+    | `session-header--label` | The small labels (phase, device, ...). |
+    | `session-header--seeded` | Weights that are a seeded filler, not a file. |
+    | `session-header--direction` | forward / backward / done. |
+    """
+
+    DEFAULT_CSS = """
+    SessionHeader {
+        height: 2;
+        padding: 0 1;
+        background: $panel;
+    }
+    SessionHeader > .session-header--name { text-style: bold; color: $accent; }
+    SessionHeader > .session-header--label { color: $text-muted; }
+    SessionHeader > .session-header--seeded { color: $warning; }
+    SessionHeader > .session-header--direction { text-style: bold; }
+    """
+
+    info: reactive[HeaderInfo | None] = reactive(None)
+    """What to show (None while the session loads)."""
+    loading: reactive[str] = reactive("")
+    """The net being loaded, shown until ``info`` arrives."""
+
+    def render(self) -> RenderResult:
+        style = self.get_component_rich_style
+        label = style("session-header--label")
+        info = self.info
+        if info is None:
+            return Text.assemble(("bpinspect ", style("session-header--name")),
+                                 (f"loading {self.loading}", label))
+        top = Text(no_wrap=True, overflow="ellipsis")
+        top.append(info.net or "(unnamed net)", style=style("session-header--name"))
+        top.append("  phase ", style=label)
+        top.append(info.phase)
+        top.append("  device ", style=label)
+        top.append(info.device)
+        top.append("  weights ", style=label)
+        seeded = NO_WEIGHTS in info.weights
+        top.append(info.weights, style=style("session-header--seeded") if seeded else "")
+        bottom = Text(no_wrap=True, overflow="ellipsis")
+        bottom.append("step ", style=label)
+        bottom.append(f"{info.cursor} of {info.total}")
+        bottom.append("  ")
+        bottom.append(info.direction, style=style("session-header--direction"))
+        if info.next_label:
+            bottom.append("  next ", style=label)
+            bottom.append(info.next_label)
+        if info.last_label:
+            bottom.append("  last ", style=label)
+            bottom.append(info.last_label)
+        if info.injections:
+            bottom.append("  top diff ", style=label)
+            bottom.append(", ".join(info.injections))
+        return Group(top, bottom)

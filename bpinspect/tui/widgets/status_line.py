@@ -1,0 +1,84 @@
+"""One line at the bottom: what just happened, or what runs now with a progress bar."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Horizontal
+from textual.widgets import ProgressBar, Static
+
+
+class StatusLine(Horizontal):
+    """The last message (errors in red), and a progress bar while the worker runs."""
+
+    COMPONENT_CLASSES: ClassVar[set[str]] = {
+        "status-line--error",
+        "status-line--warning",
+        "status-line--running",
+    }
+    """
+    | Class | Description |
+    | :- | :- |
+    | `status-line--error` | A message about something that failed. |
+    | `status-line--warning` | A breakpoint or condition that stopped a run. |
+    | `status-line--running` | The label of the command in progress. |
+    """
+
+    DEFAULT_CSS = """
+    StatusLine {
+        height: 1;
+        background: $boost;
+        padding: 0 1;
+    }
+    StatusLine > #status-text {
+        width: 1fr;
+        height: 1;
+    }
+    StatusLine > ProgressBar {
+        width: 44;
+        height: 1;
+        display: none;
+    }
+    StatusLine.-running > ProgressBar {
+        display: block;
+    }
+    StatusLine > .status-line--error { color: $error; text-style: bold; }
+    StatusLine > .status-line--warning { color: $warning; text-style: bold; }
+    StatusLine > .status-line--running { color: $accent; }
+    """
+
+    def compose(self) -> ComposeResult:
+        yield Static("", id="status-text")
+        yield ProgressBar(total=None, show_eta=False, id="status-progress")
+
+    @property
+    def text(self) -> str:
+        """The message shown now, as plain text."""
+        return str(self.query_one("#status-text", Static).content)
+
+    def show(self, message: str, severity: str = "information") -> None:
+        """Show ``message``; severity "error" or "warning" colours it."""
+        style = ""
+        if severity in ("error", "warning"):
+            style = self.get_component_rich_style(f"status-line--{severity}")
+        self.query_one("#status-text", Static).update(Text(message, style=style))
+
+    def start(self, label: str, total: int | None = None) -> None:
+        """A command began: show ``label`` and a bar (indeterminate without ``total``)."""
+        self.add_class("-running")
+        bar = self.query_one(ProgressBar)
+        bar.update(total=total, progress=0)
+        self.query_one("#status-text", Static).update(
+            Text(label, style=self.get_component_rich_style("status-line--running")))
+
+    def advance(self, label: str, done: int, total: int | None) -> None:
+        bar = self.query_one(ProgressBar)
+        bar.update(total=total, progress=done)
+        self.query_one("#status-text", Static).update(
+            Text(label, style=self.get_component_rich_style("status-line--running")))
+
+    def finish(self, message: str, severity: str = "information") -> None:
+        self.remove_class("-running")
+        self.show(message, severity)
