@@ -24,6 +24,7 @@ are not allocated (and page-faulted) on every call.
 
 from __future__ import annotations
 
+import math
 import threading
 import types
 from typing import NamedTuple
@@ -31,6 +32,7 @@ from typing import NamedTuple
 import numpy as np
 
 from bpinspect.backend import Array, get_array_module
+from bpinspect.layers import _cuda
 
 
 class Geometry(NamedTuple):
@@ -117,6 +119,12 @@ def col2im(col: Array, shape: tuple[int, int, int, int], g: Geometry,
     xp = get_array_module(col)
     n, c, h, w = shape
     ho, wo = g.out_size(h, w)
+    if xp is not np:  # one CUDA thread per input pixel instead of kh * kw strided adds
+        summed = _cuda.col2im(xp, col, shape, (ho, wo), tuple(g))
+        if out is None:
+            return summed
+        xp.copyto(out, summed)
+        return out
     if out is None:
         out = xp.zeros(shape, dtype=col.dtype)
     else:
@@ -145,7 +153,7 @@ def scratch(slot: str, shape: tuple[int, ...], dtype: object, xp: types.ModuleTy
     dt = np.dtype(dtype)  # type: ignore[call-overload]
     if xp is not np:
         return xp.empty(shape, dtype=dt)
-    nbytes = int(np.prod(shape, dtype=np.int64)) * dt.itemsize
+    nbytes = math.prod(shape) * dt.itemsize
     buffers: dict[str, np.ndarray] = _scratch.__dict__.setdefault("buffers", {})
     buffer = buffers.get(slot)
     if buffer is None or buffer.nbytes < nbytes:

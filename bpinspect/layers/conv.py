@@ -213,7 +213,7 @@ class Convolution(_ConvolutionBase):
     """Caffe's Convolution: top = W * bottom (+ bias); see the module docstring."""
 
     def forward(self, bottom: list[Blob], top: list[Blob]) -> None:
-        for b, t in zip(bottom, top):
+        for b, t in zip(bottom, top, strict=True):
             x = b.data
             xp = get_array_module(x)
             out = xp.empty(t.shape, dtype=x.dtype)
@@ -224,7 +224,7 @@ class Convolution(_ConvolutionBase):
 
     def backward(self, top: list[Blob], propagate_down: list[bool], bottom: list[Blob]) -> None:
         want_weight = self._wants_param_diff(0)
-        for t, down, b in zip(top, propagate_down, bottom):
+        for t, down, b in zip(top, propagate_down, bottom, strict=True):
             dtop, x = t.diff, b.data
             self._accumulate_bias_diff(dtop)
             if not (want_weight or down):
@@ -249,7 +249,7 @@ class Deconvolution(_ConvolutionBase):
     transposed = True
 
     def forward(self, bottom: list[Blob], top: list[Blob]) -> None:
-        for b, t in zip(bottom, top):
+        for b, t in zip(bottom, top, strict=True):
             y = b.data
             xp = get_array_module(y)
             out = xp.empty(t.shape, dtype=y.dtype)
@@ -260,7 +260,7 @@ class Deconvolution(_ConvolutionBase):
 
     def backward(self, top: list[Blob], propagate_down: list[bool], bottom: list[Blob]) -> None:
         want_weight = self._wants_param_diff(0)
-        for t, down, b in zip(top, propagate_down, bottom):
+        for t, down, b in zip(top, propagate_down, bottom, strict=True):
             dtop, y = t.diff, b.data
             self._accumulate_bias_diff(dtop)
             if not (want_weight or down):

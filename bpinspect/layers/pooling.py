@@ -1,25 +1,36 @@
 """Layer family: pooling, after src/caffe/layers/pooling_layer.cpp.
 
-Output size (Caffe rounds up, then drops a window that would start in the
-padding)::
+Output size (round_mode CEIL, Caffe's default; FLOOR rounds down instead)::
 
-    Ho = ceil((H + 2 pad - k) / stride) + 1,  minus 1 if pad > 0 and (Ho - 1) * stride >= H + pad
+    Ho = ceil((H + 2 pad - k) / stride) + 1,  minus 1 if (Ho - 1) stride >= H + pad
 
-MAX: ``top = max over the window clipped to the image``; ``argmax`` keeps,
+where the "minus 1" applies only when the layer has padding (pad_h or pad_w,
+on either axis). Window y covers rows ``y stride - pad`` to ``+ k`` (and the
+same for columns). So a last window may hang over the bottom/right edge but
+never starts in the padding; without padding it may start past the image
+(k < stride) and then is empty: MAX gives -FLT_MAX, AVE divides 0 by a
+non-positive size, as Caffe does.
+
+MAX: ``top = max`` over the window clipped to the image. ``argmax`` keeps,
 for each top cell, the flat index ``h * W + w`` of the winner in its bottom
-plane (the first maximum in row-major window order, -1 when nothing in the
-window beats -FLT_MAX), and backward routes each top diff there, summing
-where windows overlap (seed 001: only the argmax receives gradient).
+plane: the first strict maximum in row-major window order, starting from
+-FLT_MAX, so NaN never wins and a window with nothing above -FLT_MAX keeps
+-1 (and top -FLT_MAX). Backward routes each top diff to its argmax, summing
+where overlapping windows share a winner (seed 001: only the maximum of a
+window receives gradient)::
 
-AVE: ``top = sum over the clipped window / pool_size``, where pool_size is
-the window clipped to the *padded* input (so padding counts as zeros near
-the top-left edge, but the overhang of a rounded-up last window does not);
-backward spreads ``dtop / pool_size`` over the window.
+    dbottom[n, c].flat[argmax[n, c, y, x]] += dtop[n, c, y, x]
+
+AVE: ``top = sum over the window clipped to the image / pool_size``, where
+pool_size is the window clipped to the *padded* input (padding counts as
+zeros, the overhang of a rounded-up last window does not); backward spreads
+``dtop / pool_size`` evenly over the same clipped window.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -27,15 +38,26 @@ import numpy as np
 from bpinspect.backend import Array, get_array_module
 from bpinspect.engine.blob import Blob
 from bpinspect.layers import _cuda
+from bpinspect.layers._im2col import Geometry, offset_slices, scratch
 from bpinspect.layers.base import Layer, Shape
 from bpinspect.layers.registry import register
 
 MAX, AVE, STOCHASTIC = 0, 1, 2  # caffe.PoolingParameter.PoolMethod
+CEIL, FLOOR = 0, 1  # caffe.PoolingParameter.RoundMode
+FLT_MAX = 3.4028234663852886e38  # Caffe starts every max at -FLT_MAX, in any Dtype
+BINCOUNT_BINS = 1 << 18  # bins per bincount in MAX backward: a cache-sized block of planes
 
 
-def pooled_size(size: int, kernel: int, pad: int, stride: int) -> int:
-    out = int(math.ceil((size + 2 * pad - kernel) / stride)) + 1
-    if pad and (out - 1) * stride >= size + pad:
+def pooled_size(size: int, kernel: int, pad: int, stride: int, ceil: bool = True,
+                clip: bool | None = None) -> int:
+    """Caffe's pooled output size along one axis (see the module docstring).
+
+    ``clip``: drop a last window that starts at or beyond ``size + pad``. Caffe
+    does so on both axes as soon as either has padding; default: ``pad > 0``.
+    """
+    rounding = math.ceil if ceil else math.floor
+    out = int(rounding((size + 2 * pad - kernel) / stride)) + 1
+    if (pad > 0 if clip is None else clip) and (out - 1) * stride >= size + pad:
         out -= 1
     return out
 
@@ -43,39 +65,45 @@ def pooled_size(size: int, kernel: int, pad: int, stride: int) -> int:
 @register("Pooling")
 class Pooling(Layer):
     exact_num_bottoms = 1
-    min_num_tops = 1
-    max_num_tops = 1  # Caffe allows a second top (the mask); bpinspect shows it as an internal
+    exact_num_tops = 1  # Caffe's optional second top (the MAX mask) is the argmax internal
 
     def __init__(self, param: Any, phase: str = "test") -> None:
         super().__init__(param, phase)
         p = param.pooling_param
+        has = p.HasField
         self.method = int(p.pool)
         self.global_pooling = bool(p.global_pooling)
-        has = p.HasField
-        if self.global_pooling:
-            if has("kernel_size") or has("kernel_h") or has("kernel_w"):
-                self.fail("global_pooling takes no kernel size")
-            self.kh = self.kw = 0
-        elif has("kernel_size"):
-            if has("kernel_h") or has("kernel_w"):
-                self.fail("give either kernel_size or kernel_h/kernel_w, not both")
-            self.kh = self.kw = int(p.kernel_size)
-        elif has("kernel_h") and has("kernel_w"):
-            self.kh, self.kw = int(p.kernel_h), int(p.kernel_w)
-        else:
-            self.fail("pooling needs kernel_size, or both kernel_h and kernel_w")
-        self.ph, self.pw = (int(p.pad_h), int(p.pad_w)) if has("pad_h") else (int(p.pad),) * 2
-        self.sh, self.sw = (
-            (int(p.stride_h), int(p.stride_w)) if has("stride_h") else (int(p.stride),) * 2
-        )
+        self.ceil = int(p.round_mode) == CEIL
         if self.method == STOCHASTIC:
             self.fail("STOCHASTIC pooling is not supported (MAX and AVE are)")
         if self.method not in (MAX, AVE):
             self.fail(f"unknown pooling method {self.method}")
+        self.kh = self.kw = 0  # global pooling: set from the bottom in setup
+        if self.global_pooling:
+            if has("kernel_size") or has("kernel_h") or has("kernel_w"):
+                self.fail("global_pooling takes no kernel size")
+        elif has("kernel_size") and not (has("kernel_h") or has("kernel_w")):
+            self.kh = self.kw = int(p.kernel_size)
+        elif has("kernel_h") and has("kernel_w") and not has("kernel_size"):
+            self.kh, self.kw = int(p.kernel_h), int(p.kernel_w)
+        else:
+            self.fail("give kernel_size, or both kernel_h and kernel_w (not both forms)")
+        self.ph, self.pw = self._pair(p, "pad")
+        self.sh, self.sw = self._pair(p, "stride")
+        if self.global_pooling and (self.ph, self.pw, self.sh, self.sw) != (0, 0, 1, 1):
+            self.fail("global_pooling takes only pad 0 and stride 1")
         self._argmax: Array | None = None
         self._pool_size: Array | None = None
-        self._bottom_shape: Shape = ()
-        self._top_hw = (0, 0)
+
+    def _pair(self, p: Any, name: str) -> tuple[int, int]:
+        """``name``, or both ``name_h`` and ``name_w`` (Caffe rejects a mix)."""
+        has_h, has_w = p.HasField(f"{name}_h"), p.HasField(f"{name}_w")
+        if not (has_h or has_w):
+            value = int(getattr(p, name))
+            return value, value
+        if p.HasField(name) or not (has_h and has_w):
+            self.fail(f"give {name}, or both {name}_h and {name}_w")
+        return int(getattr(p, f"{name}_h")), int(getattr(p, f"{name}_w"))
 
     def setup(self, bottom_shapes: list[Shape]) -> list[Shape]:
         shape = tuple(bottom_shapes[0])
@@ -84,136 +112,156 @@ class Pooling(Layer):
         n, c, h, w = shape
         if self.global_pooling:
             self.kh, self.kw = h, w
-            self.ph = self.pw = 0
-            self.sh = self.sw = 1
-        if min(self.kh, self.kw, self.sh, self.sw) <= 0:
-            self.fail("kernel and stride must be > 0")
+        if min(self.kh, self.kw) <= 0 or min(self.sh, self.sw) <= 0:
+            self.fail(f"kernel and stride must be > 0, got kernel {self.kh}x{self.kw}, "
+                      f"stride {self.sh}x{self.sw}")
         if self.ph >= self.kh or self.pw >= self.kw:
-            self.fail(f"pad ({self.ph}, {self.pw}) must be smaller than the kernel")
-        ho = pooled_size(h, self.kh, self.ph, self.sh)
-        wo = pooled_size(w, self.kw, self.pw, self.sw)
+            self.fail(f"pad {self.ph}x{self.pw} must be smaller than the kernel "
+                      f"{self.kh}x{self.kw}")
+        clip = bool(self.ph or self.pw)
+        ho = pooled_size(h, self.kh, self.ph, self.sh, self.ceil, clip)
+        wo = pooled_size(w, self.kw, self.pw, self.sw, self.ceil, clip)
         if ho <= 0 or wo <= 0:
             self.fail(f"the {self.kh}x{self.kw} window does not fit the input {h}x{w}")
-        self._bottom_shape = shape
-        self._top_hw = (ho, wo)
         self.param_shapes = []
         return [(n, c, ho, wo)]
 
     def internals(self) -> dict[str, Array]:
-        return {"argmax": self._argmax} if self.method == MAX and self._argmax is not None else {}
+        if self.method == MAX:
+            return {} if self._argmax is None else {"argmax": self._argmax}
+        return {} if self._pool_size is None else {"pool_size": self._pool_size}
 
-    # -- geometry ------------------------------------------------------------
-    def _padded(self, x: Array, fill: float) -> Array:
-        """x with `pad` before and enough after that every window lies inside."""
-        xp = get_array_module(x)
-        n, c, h, w = x.shape
-        ho, wo = self._top_hw
-        after_h = max((ho - 1) * self.sh + self.kh - h - self.ph, 0)
-        after_w = max((wo - 1) * self.sw + self.kw - w - self.pw, 0)
-        out = xp.full((n, c, self.ph + h + after_h, self.pw + w + after_w), fill, dtype=x.dtype)
-        out[:, :, self.ph : self.ph + h, self.pw : self.pw + w] = x
-        return out
+    @property
+    def geometry(self) -> Geometry:
+        return Geometry(self.kh, self.kw, self.sh, self.sw, self.ph, self.pw)
 
-    def _window(self, padded: Array, i: int, j: int) -> Array:
-        """The (N, C, Ho, Wo) slab of every window's element at offset (i, j)."""
-        ho, wo = self._top_hw
-        return padded[:, :, i : i + self.sh * (ho - 1) + 1 : self.sh,
-                      j : j + self.sw * (wo - 1) + 1 : self.sw]
+    def _offsets(self, bottom_shape: Shape, top_shape: Shape) -> Iterator[
+            tuple[int, int, tuple[slice, slice], tuple[slice, slice]]]:
+        """For each window offset (i, j), row-major: the top cells whose (i, j)
+        element lies in the image, and the bottom cells they read."""
+        h, w = bottom_shape[2:]
+        ho, wo = top_shape[2:]
+        for i in range(self.kh):
+            for j in range(self.kw):
+                where = offset_slices(self.geometry, h, w, ho, wo, i, j)
+                if where is not None:
+                    yield i, j, where[0], where[1]
 
-    def _starts(self, xp: Any) -> tuple[Array, Array]:
-        """Top-left bottom coordinate of each window (before clipping)."""
-        ho, wo = self._top_hw
-        return (xp.arange(ho) * self.sh - self.ph, xp.arange(wo) * self.sw - self.pw)
+    def _window_starts(self, xp: Any, top_shape: Shape) -> tuple[Array, Array]:
+        """Top-left bottom coordinate of each window, before clipping."""
+        ho, wo = top_shape[2:]
+        return xp.arange(ho) * self.sh - self.ph, xp.arange(wo) * self.sw - self.pw
 
-    # -- forward / backward ------------------------------------------------------
+    def _cuda_geometry(self) -> tuple[int, int, int, int, int, int]:
+        return (self.kh, self.kw, self.sh, self.sw, self.ph, self.pw)
+
+    # -- forward --------------------------------------------------------------------
     def forward(self, bottom: list[Blob], top: list[Blob]) -> None:
         x = bottom[0].data
         if self.method == MAX:
-            top[0].data = self._forward_max(x)
+            top[0].data = self._forward_max(x, top[0].shape)
         else:
-            top[0].data = self._forward_ave(x)
+            top[0].data = self._forward_ave(x, top[0].shape)
 
-    @property
-    def _geometry(self) -> tuple[int, int, int, int, int, int]:
-        return (self.kh, self.kw, self.sh, self.sw, self.ph, self.pw)
-
-    def _forward_max(self, x: Array) -> Array:
+    def _forward_max(self, x: Array, top_shape: Shape) -> Array:
         xp = get_array_module(x)
-        if xp is not np:
-            top, self._argmax = _cuda.max_pool_forward(xp, x, self._top_hw, self._geometry)
-            return top
-        n, c, h, w = x.shape
-        ho, wo = self._top_hw
-        padded = self._padded(x, -np.inf)
-        best = xp.full((n, c, ho, wo), np.finfo(x.dtype).min, dtype=x.dtype)
-        offset = xp.full((n, c, ho, wo), -1, dtype=np.int64)  # window offset i * kw + j
-        for i in range(self.kh):
-            for j in range(self.kw):
-                candidate = self._window(padded, i, j)
-                wins = candidate > best  # strict: the first maximum in scan order stays
-                best = xp.where(wins, candidate, best)
-                offset = xp.where(wins, i * self.kw + j, offset)
-        y0, x0 = self._starts(xp)
-        rows = y0[:, None] + offset // self.kw
-        cols = x0[None, :] + offset % self.kw
-        self._argmax = xp.where(offset >= 0, rows * w + cols, -1)
+        if xp is not np:  # one CUDA thread per top cell instead of kh * kw launches
+            best, self._argmax = _cuda.max_pool_forward(xp, x, (top_shape[2], top_shape[3]),
+                                                        self._cuda_geometry())
+            return best
+        best = xp.full(top_shape, -FLT_MAX, dtype=x.dtype)
+        # The winning window offset i * kw + j, small ints: cheap to update in every pass.
+        small = np.uint8 if self.kh * self.kw <= 255 else np.int32
+        offset = xp.zeros(top_shape, dtype=small)
+        for i, j, (ys, xs), (rows, cols) in self._offsets(x.shape, top_shape):
+            sub = best[:, :, ys, xs]
+            shape = sub.shape
+            candidate = scratch("pool.candidate", shape, x.dtype, xp)
+            xp.copyto(candidate, x[:, :, rows, cols])  # contiguous: the passes below are fast
+            wins = scratch("pool.wins", shape, np.bool_, xp)
+            xp.greater(candidate, sub, out=wins)  # strict: the first maximum stays
+            xp.fmax(candidate, sub, out=sub)  # = where(wins, candidate, sub); NaN never wins
+            # offset = where(wins, i * kw + j, offset), without a data-dependent branch
+            # (modular arithmetic in uint8 is exact for the value written).
+            step = scratch("pool.step", shape, small, xp)
+            held = offset[:, :, ys, xs]
+            xp.subtract(small(i * self.kw + j), held, out=step)
+            xp.multiply(step, wins, out=step)
+            held += step
+        # offset -> flat index into the bottom plane; -1 where nothing won.
+        h0, w0 = self._window_starts(xp, top_shape)
+        width = x.shape[3]
+        start = h0[:, None] * width + w0[None, :]
+        table = xp.asarray([(o // self.kw) * width + o % self.kw
+                            for o in range(self.kh * self.kw)], dtype=np.int64)
+        argmax = xp.take(table, offset)  # int64, as the CUDA path's mask
+        argmax += start
+        argmax[best == -FLT_MAX] = -1
+        self._argmax = argmax
         return best
 
-    def _forward_ave(self, x: Array) -> Array:
+    def _forward_ave(self, x: Array, top_shape: Shape) -> Array:
         xp = get_array_module(x)
-        if xp is not np:
-            return _cuda.ave_pool_forward(xp, x, self._top_hw, self._geometry)
         n, c, h, w = x.shape
-        ho, wo = self._top_hw
-        padded = self._padded(x, 0.0)
-        total = xp.zeros((n, c, ho, wo), dtype=x.dtype)
-        for i in range(self.kh):
-            for j in range(self.kw):
-                total += self._window(padded, i, j)
-        y0, x0 = self._starts(xp)
-        size_h = xp.minimum(y0 + self.kh, h + self.ph) - y0
-        size_w = xp.minimum(x0 + self.kw, w + self.pw) - x0
+        h0, w0 = self._window_starts(xp, top_shape)
+        size_h = xp.minimum(h0 + self.kh, h + self.ph) - h0
+        size_w = xp.minimum(w0 + self.kw, w + self.pw) - w0
         self._pool_size = (size_h[:, None] * size_w[None, :]).astype(x.dtype)
-        return total / self._pool_size
+        if xp is not np:  # one CUDA thread per top cell; same divisor
+            return _cuda.ave_pool_forward(xp, x, (top_shape[2], top_shape[3]),
+                                          self._cuda_geometry())
+        total = xp.zeros(top_shape, dtype=x.dtype)
+        for _, _, (ys, xs), (rows, cols) in self._offsets(x.shape, top_shape):
+            total[:, :, ys, xs] += x[:, :, rows, cols]
+        total /= self._pool_size
+        return total
 
+    # -- backward -------------------------------------------------------------------
     def backward(self, top: list[Blob], propagate_down: list[bool], bottom: list[Blob]) -> None:
         if not propagate_down[0]:
             return
         dtop = top[0].diff
-        n, c, h, w = bottom[0].shape
-        xp = get_array_module(dtop)
-        if xp is not np:
-            if self.method == MAX:
-                assert self._argmax is not None, "backward before forward"
-                bottom[0].diff = _cuda.max_pool_backward(xp, dtop, self._argmax, (n, c, h, w),
-                                                         self._geometry)
-            else:
-                bottom[0].diff = _cuda.ave_pool_backward(xp, dtop, (n, c, h, w), self._geometry)
-            return
         if self.method == MAX:
-            assert self._argmax is not None, "backward before forward"
-            # One bincount over all planes: plane p's cell k lands at p * H * W + k.
-            planes = xp.arange(n * c, dtype=np.int64).reshape(n, c, 1, 1) * (h * w)
-            valid = self._argmax >= 0
-            index = xp.where(valid, planes + self._argmax, 0).ravel()
-            weights = xp.where(valid, dtop, 0).ravel()
-            summed = xp.bincount(index, weights=weights, minlength=n * c * h * w)
-            bottom[0].diff = summed.astype(dtop.dtype).reshape(n, c, h, w)
+            bottom[0].diff = self._backward_max(dtop, bottom[0].shape)
         else:
-            assert self._pool_size is not None, "backward before forward"
-            share = dtop / self._pool_size
-            padded = xp.zeros(self._padded_shape(n, c, h, w), dtype=dtop.dtype)
-            for i in range(self.kh):
-                for j in range(self.kw):
-                    self._window(padded, i, j)[...] += share
-            bottom[0].diff = xp.ascontiguousarray(
-                padded[:, :, self.ph : self.ph + h, self.pw : self.pw + w]
-            )
+            bottom[0].diff = self._backward_ave(dtop, bottom[0].shape)
 
-    def _padded_shape(self, n: int, c: int, h: int, w: int) -> tuple[int, int, int, int]:
-        ho, wo = self._top_hw
-        return (
-            n, c,
-            self.ph + h + max((ho - 1) * self.sh + self.kh - h - self.ph, 0),
-            self.pw + w + max((wo - 1) * self.sw + self.kw - w - self.pw, 0),
-        )
+    def _backward_max(self, dtop: Array, bottom_shape: Shape) -> Array:
+        argmax = self._argmax
+        if argmax is None:
+            raise AssertionError("Pooling backward before forward: no argmax yet")
+        xp = get_array_module(dtop)
+        n, c, h, w = bottom_shape
+        if xp is not np:  # one CUDA thread per bottom cell, reading the same argmax
+            return _cuda.max_pool_backward(xp, dtop, argmax, bottom_shape, self._cuda_geometry())
+        # dbottom[p].flat[argmax[p]] += dtop[p] for each plane p, as bincounts over
+        # blocks of planes (plane q of a block is bins q * H * W ..): scatter-free,
+        # and each block's bins stay in cache.
+        planes, area = n * c, h * w
+        index = argmax.reshape(planes, -1)
+        weights = dtop.reshape(planes, -1)
+        lost = index < 0  # windows nothing won route no gradient
+        if bool(lost.any()):
+            index = xp.where(lost, 0, index)
+            weights = xp.where(lost, 0, weights)
+        dx = xp.empty((planes, area), dtype=dtop.dtype)
+        block = max(1, BINCOUNT_BINS // area)
+        shift = (xp.arange(block, dtype=np.int64) * area)[:, None]
+        for p0 in range(0, planes, block):
+            p1 = min(p0 + block, planes)
+            bins = (index[p0:p1] + shift[: p1 - p0]).ravel()
+            dx[p0:p1] = xp.bincount(bins, weights=weights[p0:p1].ravel(),
+                                    minlength=(p1 - p0) * area).reshape(p1 - p0, area)
+        return dx.reshape(bottom_shape)
+
+    def _backward_ave(self, dtop: Array, bottom_shape: Shape) -> Array:
+        if self._pool_size is None:
+            raise AssertionError("Pooling backward before forward: no pool sizes yet")
+        xp = get_array_module(dtop)
+        if xp is not np:  # one CUDA thread per bottom cell; same divisor
+            return _cuda.ave_pool_backward(xp, dtop, bottom_shape, self._cuda_geometry())
+        share = dtop / self._pool_size
+        dx = xp.zeros(bottom_shape, dtype=dtop.dtype)
+        for _, _, (ys, xs), (rows, cols) in self._offsets(bottom_shape, dtop.shape):
+            dx[:, :, rows, cols] += share[:, :, ys, xs]
+        return dx

@@ -100,6 +100,8 @@ class BpinspectApp(App[int]):
         """The cursor is past the last step (step and continue have nothing to do)."""
         self.at_start = True
         """Nothing has run in this pass (step back has nothing to undo)."""
+        self.show_timings = True
+        """Say how long steps took (off for screenshots, which must not change)."""
         self.timings: list[dict[str, float]] = []
         """Per command: seconds of compute and of gathering the view (bench/tui_latency.py)."""
 
@@ -147,7 +149,6 @@ class BpinspectApp(App[int]):
                 return
             self._worker_active = True
         self._cancel.clear()
-        self.refresh_bindings()
         self._drain()
 
     def interrupt(self) -> bool:
@@ -181,7 +182,6 @@ class BpinspectApp(App[int]):
             if not pending and self.session is not None and (outcome is None or outcome.refresh):
                 self._post_view(moved, follow, outcome)
                 moved = follow = None
-        self.call_from_thread(self.refresh_bindings)
 
     def _execute(self, command: Command) -> Outcome | None:
         started = time.perf_counter()
@@ -200,7 +200,8 @@ class BpinspectApp(App[int]):
                 command.label, f"{type(exc).__name__}: {exc}", traceback.format_exc()))
             return Outcome(f"internal error in {command.label}", "error")
         if outcome is not None and command.kind not in ("refresh",):
-            self._post(msg.RunStopped(command.label, outcome.status, outcome.stop,
+            self._post(msg.RunStopped(command.label, outcome.status, outcome.severity,
+                                      outcome.stop,
                                              outcome.compute_seconds or
                                              time.perf_counter() - started))
         self._post_new_notes()
@@ -274,11 +275,12 @@ class BpinspectApp(App[int]):
         self.session = session
         self._stats_cache.clear()
         self._notes_seen = len(session.notes)
-        self._post(msg.SessionLoaded(list(session.notes), seconds))
+        self._post(msg.SessionLoaded(list(session.notes), seconds, list(session.net.blobs),
+                                     str(session.export_dir)))
         first = session.next_step
-        return Outcome(f"loaded {session.net.name} in {seconds:.1f} s: press n to step, "
-                       "c to continue, ? for help" if seconds else
-                       "press n to step, c to continue, ? for help",
+        took = f" in {seconds:.1f} s" if self.show_timings and seconds else ""
+        return Outcome(f"loaded {session.net.name}{took}: n steps, c continues, ? shows every "
+                       "key",
                        follow=None if first is None else first.layer_name)
 
     def _do_refresh(self, command: Command) -> Outcome | None:
@@ -296,7 +298,8 @@ class BpinspectApp(App[int]):
         seconds = time.perf_counter() - started
         if result is None:
             return Outcome("end of the pass: r restarts, p steps back", refresh=False)
-        status = f"ran {result.step.label} in {seconds * 1000:.0f} ms"
+        status = f"ran {result.step.label}" + (f" in {seconds * 1000:.0f} ms"
+                                               if self.show_timings else "")
         severity = "information"
         if result.hits:
             status = result.hits[0].message
@@ -321,7 +324,8 @@ class BpinspectApp(App[int]):
         follow = None
         if stop.reason == "breakpoint" and session.next_step is not None:
             follow = session.next_step.layer_name  # stopped before it: show what it will read
-        return Outcome(f"{stop.message} ({seconds:.2f} s)", severity, moved=moved, stop=stop,
+        took = f" ({seconds:.2f} s)" if self.show_timings else ""
+        return Outcome(f"{stop.message}{took}", severity, moved=moved, stop=stop,
                        compute_seconds=seconds, follow=follow)
 
     def _do_back(self, command: Command) -> Outcome:

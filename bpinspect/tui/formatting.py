@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from rich.style import Style
 from rich.text import Text
+from textual.widget import Widget
 
 from bpinspect.session.stats import BlobStats
 
@@ -71,3 +72,11 @@ def stats_line(stats: BlobStats | None, nonfinite_style: Style | str = "bold red
         out.append(f"{name} ", style="dim")
         out.append_text(cell)
     return out
+
+
+def foreground(widget: Widget, component: str) -> Style:
+    """A component class's colour and text style, without its background, so that text
+    drawn with it keeps the background of the row it is on (a highlighted line)."""
+    s = widget.get_component_rich_style(component)
+    return Style(color=s.color, bold=s.bold, dim=s.dim, italic=s.italic,
+                 underline=s.underline, reverse=s.reverse, strike=s.strike)

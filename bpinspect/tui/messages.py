@@ -34,6 +34,8 @@ class SessionLoaded(Message):
 
     notes: list[str]
     seconds: float
+    blobs: list[str] = field(default_factory=list)  # every blob name, for the inject dialog
+    export_dir: str = "."
 
 
 @dataclass
@@ -69,6 +71,7 @@ class RunStopped(Message):
 
     label: str
     status: str  # one line for the status bar
+    severity: str = "information"  # "warning": a breakpoint or condition stopped it
     stop: Stop | None = None
     compute_seconds: float = 0.0
 

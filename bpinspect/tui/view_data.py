@@ -15,7 +15,7 @@ both sides of its work, although the net holds one array.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from bpinspect.errors import BpinspectError
@@ -152,6 +152,17 @@ class ViewData:
     request: ViewRequest
     panel: LayerPanel | None
     internals: InternalsData | None
+    conditions: tuple[tuple[str, float | None], ...] = ()  # (kind, bound) of each condition
+
+
+def effective_tab(preferred: str, layer_type: str | None) -> str:
+    """The tab to show for a layer: the preferred one where it applies; an internals tab
+    stands for "this layer's internals" (LRN on an LRN layer, Pooling on a pooling one),
+    and falls back to the gradient flow on a layer that keeps none."""
+    own = INTERNALS_TAB_OF_TYPE.get(layer_type or "")
+    if preferred in INTERNALS_TABS:
+        return own or TAB_FLOW
+    return preferred
 
 
 # ------------------------------------------------------------------------- header + list
@@ -269,9 +280,13 @@ def layer_panel(session: Session, layer: str, request: ViewRequest, cache: Stats
         add("bottom", b, None, tuple(blobs[b].shape), before_fwd, after_bwd,
             skip_diff=not bwd_reached, in_place=b in info.in_place,
             needs_diff=info.bottom_need_backward[j])
+    seeded = set(session.injections) | set(session.net.loss_weights)
     for t in info.tops:
-        add("top", t, None, tuple(blobs[t].shape), after_fwd, before_bwd,
-            skip_data=not fwd_done, skip_diff=before_bwd is None and not bwd_reached,
+        # The diff a top had when backward began (loss weight, injection) is seeded after
+        # the step before; until the session can name that point, show the live value.
+        top_diff_step = None if t in seeded and bwd_reached else before_bwd
+        add("top", t, None, tuple(blobs[t].shape), after_fwd, top_diff_step,
+            skip_data=not fwd_done, skip_diff=before_bwd is None,
             in_place=t in info.in_place)
     for j, shape in info.params:
         down = info.param_propagate_down[j] if j < len(info.param_propagate_down) else True
@@ -415,17 +430,15 @@ def gather(session: Session, request: ViewRequest, cache: StatsCache,
         panel = layer_panel(session, request.layer, request, cache, moved)
         if request.blob is None or moved is not None:
             entry = panel.selected_entry
-            request = _with_blob(request, None if entry is None else entry.ref)
+            request = replace(request, blob=None if entry is None else entry.ref)
+    tab = effective_tab(request.tab, None if panel is None else panel.info.type)
     return ViewData(
         header=header_info(session),
         rows=layer_rows(session),
         request=request,
         panel=panel,
-        internals=internals(session, request, panel),
+        internals=internals(session, replace(request, tab=tab), panel),
+        conditions=tuple((c.kind, getattr(c, "bound", None))
+                         for c in session.breakpoints.conditions),
     )
 
-
-def _with_blob(request: ViewRequest, blob: BlobRef | None) -> ViewRequest:
-    from dataclasses import replace
-
-    return replace(request, blob=blob)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import ClassVar
 
 from rich.text import Text
@@ -11,7 +12,7 @@ from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import DataTable, Static
 
-from bpinspect.tui.formatting import STAT_COLUMNS, fmt_shape, stats_cells
+from bpinspect.tui.formatting import STAT_COLUMNS, fmt_shape, foreground, stats_cells
 from bpinspect.tui.view_data import BlobEntry, BlobRef, LayerPanel
 from bpinspect.tui.widgets.histogram import HistogramChart
 
@@ -78,7 +79,7 @@ class BlobPanel(Vertical):
         def control(self) -> BlobPanel:
             return self.blob_panel
 
-    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
+    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:  # noqa: A002
         super().__init__(id=id, classes=classes)
         self.panel: LayerPanel | None = None
         """What is shown (None: no layer yet)."""
@@ -120,8 +121,8 @@ class BlobPanel(Vertical):
         diff_chart = self.query_one("#hist-diff", HistogramChart)
         entry = None if panel is None else panel.selected_entry
         label = "" if entry is None else entry.label
-        data_chart.title = f"{label} data".strip()
-        diff_chart.title = f"{label} diff".strip()
+        data_chart.title = f"{label} · data" if label else "data"
+        diff_chart.title = f"{label} · diff" if label else "diff"
         data_chart.histogram = None if panel is None else panel.data_hist
         diff_chart.histogram = None if panel is None else panel.diff_hist
 
@@ -156,7 +157,7 @@ class BlobPanel(Vertical):
         self._row_entry = {}
         if panel is None:
             return
-        style = self.get_component_rich_style
+        style = partial(foreground, self)
         nonfinite = style("blob-panel--nonfinite")
         missing = style("blob-panel--missing")
         blank = [Text("") for _ in STAT_COLUMNS]
@@ -189,6 +190,8 @@ class BlobPanel(Vertical):
         event.stop()
         if self.panel is None or event.row_key.value not in self._row_entry:
             return
+        if event.cursor_row != self.table.cursor_row:
+            return  # stale: the table was rebuilt and the cursor moved since
         i = self._row_entry[event.row_key.value]
         if i != self.panel.selected:
             self.post_message(self.BlobHighlighted(self, self.panel.entries[i].ref))

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import ClassVar
 
 from rich.console import Group
+from rich.style import Style
 from rich.text import Text
 from textual.app import RenderResult
 from textual.geometry import Size
@@ -19,7 +20,7 @@ from textual.reactive import reactive
 from textual.widget import Widget
 
 from bpinspect.session.session import FlowRow
-from bpinspect.tui.formatting import fmt_num
+from bpinspect.tui.formatting import fmt_num, foreground
 
 EIGHTHS = " ▏▎▍▌▋▊▉█"
 NAME_WIDTH = 16
@@ -27,11 +28,13 @@ VALUE_WIDTH = 10
 
 
 def log_range(values: Sequence[float | None]) -> tuple[float, float] | None:
-    """log10 of the smallest and largest finite positive value (None if there is none)."""
+    """The decades that hold every finite positive value: (floor(log10 min),
+    ceil(log10 max)), at least one decade wide, so the smallest norm keeps a bar."""
     logs = [math.log10(v) for v in values if v is not None and math.isfinite(v) and v > 0]
     if not logs:
         return None
-    return min(logs), max(logs)
+    lo, hi = math.floor(min(logs)), math.ceil(max(logs))
+    return float(lo), float(max(hi, lo + 1))
 
 
 def flow_bar(value: float, span: tuple[float, float], width: int) -> str:
@@ -42,6 +45,12 @@ def flow_bar(value: float, span: tuple[float, float], width: int) -> str:
     eighths = max(1, round(frac * width * 8))
     full, rest = divmod(min(eighths, width * 8), 8)
     return ("█" * full + (EIGHTHS[rest] if rest else "")).ljust(width)
+
+
+def _scale_title(what: str, span: tuple[float, float] | None) -> str:
+    if span is None:
+        return what
+    return f"{what}, log 1e{span[0]:.0f}…1e{span[1]:.0f}"
 
 
 def _fit(name: str, width: int) -> str:
@@ -85,6 +94,10 @@ class GradientFlow(Widget):
     rows: reactive[tuple[FlowRow, ...]] = reactive((), layout=True)
     """The norms, one row per layer top, in layer order."""
 
+    def _style(self, part: str) -> Style:
+        """The colours of component class ``gradient-flow--<part>`` (no background)."""
+        return foreground(self, f"gradient-flow--{part}")
+
     def _bar_width(self, width: int) -> int:
         return max((width - 2 * NAME_WIDTH - 2 * VALUE_WIDTH - 6) // 2, 4)
 
@@ -92,23 +105,23 @@ class GradientFlow(Widget):
               kind: str) -> Text:
         if value is None:
             return Text("·".ljust(width + 1 + VALUE_WIDTH),
-                        style=self.get_component_rich_style("gradient-flow--pending"))
+                        style=self._style("pending"))
         if not math.isfinite(value):
             return Text(fmt_num(value).rjust(width + 1 + VALUE_WIDTH),
-                        style=self.get_component_rich_style("gradient-flow--nonfinite"))
+                        style=self._style("nonfinite"))
         if value == 0:
             label = "0 (no gradient)" if kind == "diff" else "0"
             return Text(label.rjust(width + 1 + VALUE_WIDTH),
-                        style=self.get_component_rich_style("gradient-flow--zero"))
+                        style=self._style("zero"))
         assert span is not None
         text = Text(flow_bar(value, span, width),
-                    style=self.get_component_rich_style(f"gradient-flow--{kind}"))
+                    style=self._style(kind))
         text.append(" " + fmt_num(value).rjust(VALUE_WIDTH))
         return text
 
     def render(self) -> RenderResult:
         rows = self.rows
-        header_style = self.get_component_rich_style("gradient-flow--header")
+        header_style = self._style("header")
         if not rows:
             return Text("no layer has run yet", style=header_style)
         bar = self._bar_width(self.size.width)
@@ -116,8 +129,8 @@ class GradientFlow(Widget):
         diff_span = log_range([r.diff_l2 for r in rows])
         head = Text(style=header_style, no_wrap=True)
         head.append("layer".ljust(NAME_WIDTH) + " " + "top".ljust(NAME_WIDTH) + " ")
-        head.append("data L2 (log)".ljust(bar + 1 + VALUE_WIDTH) + "  ")
-        head.append("diff L2 received (log)")
+        head.append(_scale_title("data L2", data_span).ljust(bar + 1 + VALUE_WIDTH) + "  ")
+        head.append(_scale_title("diff L2 received", diff_span))
         lines = [head]
         for r in rows:
             line = Text(no_wrap=True)

@@ -141,7 +141,7 @@ class Heatmap(Widget):
     Heatmap > .heatmap--marker { color: $error; }
     """
 
-    def __init__(self, *, name: str | None = None, id: str | None = None,
+    def __init__(self, *, name: str | None = None, id: str | None = None,  # noqa: A002
                  classes: str | None = None) -> None:
         super().__init__(name=name, id=id, classes=classes)
         self.plane: np.ndarray | None = None

@@ -13,13 +13,14 @@ from typing import ClassVar
 
 import numpy as np
 from rich.console import Group
+from rich.style import Style
 from rich.text import Text
 from textual.app import RenderResult
 from textual.reactive import reactive
 from textual.widget import Widget
 
 from bpinspect.session.stats import Histogram
-from bpinspect.tui.formatting import fmt_num
+from bpinspect.tui.formatting import fmt_num, foreground
 
 BLOCKS = " ▁▂▃▄▅▆▇█"
 
@@ -108,44 +109,47 @@ class HistogramChart(Widget):
     HistogramChart > .histogram--empty { color: $text-muted; }
     """
 
-    histogram: reactive[Histogram | None] = reactive(None)
+    histogram: reactive[Histogram | None] = reactive(None, always_update=True)
     """The counts and bin edges to draw (None: nothing computed yet)."""
     log: reactive[bool] = reactive(False)
     """Heights as log10(1 + count) instead of counts."""
     title: reactive[str] = reactive("")
     """What the bars are of, e.g. ``conv1 diff``."""
 
-    def __init__(self, title: str = "", *, name: str | None = None, id: str | None = None,
+    def __init__(self, title: str = "", *, name: str | None = None, id: str | None = None,  # noqa: A002
                  classes: str | None = None) -> None:
         super().__init__(name=name, id=id, classes=classes)
         self.title = title
 
+    def _style(self, part: str) -> Style:
+        """The colours of component class ``histogram--<part>`` (no background)."""
+        return foreground(self, f"histogram--{part}")
+
     def render(self) -> RenderResult:
         width, height = self.size.width, self.size.height
-        title_style = self.get_component_rich_style("histogram--title")
+        title_style = self._style("title")
         head = Text(self.title, style=title_style, no_wrap=True, overflow="ellipsis")
         h = self.histogram
         if h is None:
-            head.append("  not computed yet", style=self.get_component_rich_style(
-                "histogram--empty"))
+            head.append("  not computed yet", style=self._style("empty"))
             return head
         if h.log != self.log:
             h = dataclasses.replace(h, log=self.log)
         head.append(f"  n={h.total}  {'log' if h.log else 'linear'}",
-                    style=self.get_component_rich_style("histogram--axis"))
+                    style=self._style("axis"))
         if h.nonfinite:
             head.append(f"  {h.nonfinite} NaN/Inf not shown",
-                        style=self.get_component_rich_style("histogram--nonfinite"))
+                        style=self._style("nonfinite"))
         rows = max(height - 2, 1)
-        bar_style = self.get_component_rich_style("histogram--bar")
+        bar_style = self._style("bar")
         lines = [head]
         lines += [Text(line, style=bar_style, no_wrap=True)
                   for line in bar_rows(h.heights, h.counts > 0, width, rows)]
         if height >= 3:
             axis, zero = axis_line(float(h.edges[0]), float(h.edges[-1]), width)
-            text = Text(axis, style=self.get_component_rich_style("histogram--axis"),
+            text = Text(axis, style=self._style("axis"),
                         no_wrap=True)
             if zero is not None:
-                text.stylize(self.get_component_rich_style("histogram--zero"), zero, zero + 1)
+                text.stylize(self._style("zero"), zero, zero + 1)
             lines.append(text)
         return Group(*lines)

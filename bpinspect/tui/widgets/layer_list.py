@@ -1,23 +1,39 @@
-"""The schedule as a list of layers: what ran, what is next, breakpoints, no-backward layers."""
+"""The schedule as a list of layers: what ran, what is next, breakpoints, no-backward layers.
+
+A line-API ScrollView (as DataTable and toolong's log view): each line is
+rendered on demand and kept in an LRU strip cache, and a step redraws only the
+lines whose content changed, so a net of hundreds of layers (GoogLeNet with its
+split layers) costs no more per step than a small one.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import ClassVar
 
+from rich.segment import Segment
+from rich.style import Style
 from rich.text import Text
+from textual import events
+from textual.binding import Binding, BindingType
+from textual.cache import LRUCache
+from textual.geometry import Region, Size
 from textual.message import Message
-from textual.widgets import OptionList
-from textual.widgets.option_list import Option
+from textual.reactive import reactive
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
 
+from bpinspect.tui.formatting import foreground
 from bpinspect.tui.view_data import LayerRow
 
-LEGEND = "✓ done  · to do  – no backward  ● break  ▶ next"
+HEADING = "    F B      layer"
+LEGEND = "▶ next step   ● breakpoint\nF/B forward/backward:\n✓ ran  · to do  – not needed"
 
 
-class LayerList(OptionList):
-    """One line per layer: ``▶→ ✓ · ● conv1 Convolution``.
+class LayerList(ScrollView, can_focus=True):
+    """One line per layer: ``▶→ ✓ · ●  conv1 Convolution``.
 
     Columns: the next step (▶→ forward, ▶← backward), forward done, backward
     done (a dim – when the layer needs no backward; the reason shows in the blob
@@ -25,7 +41,26 @@ class LayerList(OptionList):
     the layer name and its type.
     """
 
-    COMPONENT_CLASSES: ClassVar[set[str]] = OptionList.COMPONENT_CLASSES | {
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("up", "move(-1)", "previous layer", show=False, id="layer-up",
+                tooltip="Select the layer above"),
+        Binding("down", "move(1)", "next layer", show=False, id="layer-down",
+                tooltip="Select the layer below"),
+        Binding("pageup", "page(-1)", "page up", show=False, id="layer-page-up"),
+        Binding("pagedown", "page(1)", "page down", show=False, id="layer-page-down"),
+        Binding("home", "first", "first layer", show=False, id="layer-first"),
+        Binding("end", "last", "last layer", show=False, id="layer-last"),
+    ]
+    """
+    | Key | Description |
+    | :- | :- |
+    | up / down | Select the layer above / below. |
+    | pageup / pagedown | A screenful up / down. |
+    | home / end | The first / last layer. |
+    """
+
+    COMPONENT_CLASSES: ClassVar[set[str]] = {
+        "layer-list--highlight",
         "layer-list--current",
         "layer-list--done",
         "layer-list--pending",
@@ -36,6 +71,7 @@ class LayerList(OptionList):
     """
     | Class | Description |
     | :- | :- |
+    | `layer-list--highlight` | The selected line (its background). |
     | `layer-list--current` | The ▶ marker of the next step. |
     | `layer-list--done` | ✓ of a step that ran. |
     | `layer-list--pending` | · of a step still to run. |
@@ -48,6 +84,8 @@ class LayerList(OptionList):
     LayerList {
         height: 1fr;
     }
+    LayerList > .layer-list--highlight { background: $primary 40%; text-style: bold; }
+    LayerList:focus > .layer-list--highlight { background: $primary; }
     LayerList > .layer-list--current { color: $accent; text-style: bold; }
     LayerList > .layer-list--done { color: $success; }
     LayerList > .layer-list--pending { color: $text-muted; }
@@ -67,12 +105,17 @@ class LayerList(OptionList):
         def control(self) -> LayerList:
             return self.layer_list
 
-    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
+    highlighted: reactive[int | None] = reactive(None, init=False)
+    """The index of the selected line (None: no rows)."""
+
+    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:  # noqa: A002
         super().__init__(id=id, classes=classes)
         self._rows: tuple[LayerRow, ...] = ()
         self._name_width = 12
-        self._moved_to: str | None = None  # a highlight moved by code, not by the user
+        self._strips: LRUCache[tuple[int, bool, int], Strip] = LRUCache(1024)
+        self._quiet = False  # the highlight is being moved by code, not by the user
 
+    # ------------------------------------------------------------------ public
     @property
     def rows(self) -> tuple[LayerRow, ...]:
         return self._rows
@@ -83,8 +126,92 @@ class LayerList(OptionList):
             return None
         return self._rows[self.highlighted].name
 
+    def update_rows(self, rows: Sequence[LayerRow]) -> None:
+        """Show ``rows``; only the lines that changed are redrawn."""
+        rows = tuple(rows)
+        if [r.name for r in rows] != [r.name for r in self._rows]:
+            layer = self.highlighted_layer
+            self._rows = rows
+            self._name_width = min(max((len(r.name) for r in rows), default=8), 20)
+            self._strips.clear()
+            self.virtual_size = Size(self.size.width, len(rows))
+            self.refresh()
+            if layer is not None:
+                self.select_layer(layer)
+            return
+        old, self._rows = self._rows, rows
+        for i, (a, b) in enumerate(zip(old, rows, strict=True)):
+            if a != b:
+                self._forget_line(i)
+
+    def select_layer(self, layer: str) -> None:
+        """Move the highlight to ``layer`` without announcing it as the user's choice."""
+        for i, r in enumerate(self._rows):
+            if r.name == layer:
+                self._quiet = True
+                try:
+                    self.highlighted = i
+                finally:
+                    self._quiet = False
+                return
+
+    # ------------------------------------------------------------------ highlight
+    def validate_highlighted(self, value: int | None) -> int | None:
+        if not self._rows or value is None:
+            return None
+        return min(max(value, 0), len(self._rows) - 1)
+
+    def watch_highlighted(self, old: int | None, new: int | None) -> None:
+        for row in (old, new):
+            if row is not None:
+                self._forget_line(row)
+        if new is None:
+            return
+        self.scroll_to_region(Region(0, new, 1, 1), animate=False, immediate=True)
+        if not self._quiet:
+            self.post_message(self.LayerHighlighted(self, self._rows[new].name))
+
+    def action_move(self, delta: int) -> None:
+        self.highlighted = 0 if self.highlighted is None else self.highlighted + delta
+
+    def action_page(self, direction: int) -> None:
+        self.action_move(direction * max(self.scrollable_content_region.height - 1, 1))
+
+    def action_first(self) -> None:
+        self.highlighted = 0
+
+    def action_last(self) -> None:
+        self.highlighted = len(self._rows) - 1
+
+    def on_click(self, event: events.Click) -> None:
+        row = event.y + int(self.scroll_offset.y)
+        if 0 <= row < len(self._rows):
+            self.highlighted = row
+
+    # ------------------------------------------------------------------ drawing
+    def _forget_line(self, row: int) -> None:
+        for key in [k for k in self._strips.keys() if k[0] == row]:
+            self._strips.discard(key)
+        self.refresh_line(row)
+
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        self._strips.clear()
+
+    def on_resize(self) -> None:
+        self._strips.clear()
+        self.virtual_size = Size(self.size.width, len(self._rows))
+
+    def on_focus(self) -> None:
+        if self.highlighted is not None:
+            self._forget_line(self.highlighted)
+
+    def on_blur(self) -> None:
+        self.on_focus()
+
     def prompt(self, row: LayerRow) -> Text:
-        style = self.get_component_rich_style
+        """The text of one line (without the highlight)."""
+        style = partial(foreground, self)
         text = Text(no_wrap=True, overflow="ellipsis")
         if row.current == "forward":
             text.append("▶→", style=style("layer-list--current"))
@@ -95,6 +222,7 @@ class LayerList(OptionList):
         text.append(" ")
         text.append("✓" if row.forward_done else "·",
                     style=style("layer-list--done" if row.forward_done else "layer-list--pending"))
+        text.append(" ")
         if row.backward_skipped:
             text.append("–", style=style("layer-list--no-backward"))
         else:
@@ -106,39 +234,21 @@ class LayerList(OptionList):
         text.append(" " + row.type, style=style("layer-list--type"))
         return text
 
-    def update_rows(self, rows: Sequence[LayerRow]) -> None:
-        """Show ``rows``; only the lines that changed are redrawn."""
-        rows = tuple(rows)
-        same_layers = [r.name for r in rows] == [r.name for r in self._rows]
-        if not same_layers:
-            self._name_width = min(max((len(r.name) for r in rows), default=8), 24)
-            highlighted = self.highlighted_layer
-            self._rows = rows
-            with self.prevent(OptionList.OptionHighlighted):
-                self.set_options(Option(self.prompt(r), id=r.name) for r in rows)
-            if highlighted is not None:
-                self.select_layer(highlighted)
-            return
-        old = self._rows
-        self._rows = rows
-        for i, (a, b) in enumerate(zip(old, rows, strict=True)):
-            if a != b:
-                self.replace_option_prompt_at_index(i, self.prompt(b))
-
-    def select_layer(self, layer: str) -> None:
-        """Move the highlight to ``layer`` without announcing it as the user's choice."""
-        for i, r in enumerate(self._rows):
-            if r.name == layer:
-                if self.highlighted != i:
-                    self._moved_to = layer
-                    self.highlighted = i
-                return
-
-    def _on_option_list_option_highlighted(self, event: OptionList.OptionHighlighted) -> None:
-        event.stop()
-        if event.option.id == self._moved_to:
-            self._moved_to = None
-            return
-        self._moved_to = None
-        if event.option.id is not None:
-            self.post_message(self.LayerHighlighted(self, event.option.id))
+    def render_line(self, y: int) -> Strip:
+        width = self.scrollable_content_region.width
+        row = y + int(self.scroll_offset.y)
+        base = self.rich_style
+        if row >= len(self._rows):
+            return Strip([Segment(" " * width, base)], width)
+        lit = row == self.highlighted
+        key = (row, lit, width)
+        strip = self._strips.get(key)
+        if strip is None:
+            text = self.prompt(self._rows[row])
+            text.truncate(width, overflow="ellipsis", pad=True)
+            line_style = base + (self.get_component_rich_style("layer-list--highlight")
+                                 if lit else Style())
+            segments = list(Segment.apply_style(text.render(self.app.console), line_style))
+            strip = Strip(segments).crop_extend(0, width, line_style)
+            self._strips[key] = strip
+        return strip

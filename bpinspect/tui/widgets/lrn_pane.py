@@ -26,7 +26,7 @@ class LRNPane(PlanePane):
     LRNPane > #lrn-legend { height: 1; }
     """
 
-    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
+    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:  # noqa: A002
         super().__init__(id=id, classes=classes)
         self.view: LRNView | None = None
 

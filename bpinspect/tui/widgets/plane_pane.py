@@ -28,7 +28,7 @@ class PlanePane(Vertical, can_focus=True):
     | { / } | Previous / next item of the batch. |
     """
 
-    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
+    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:  # noqa: A002
         super().__init__(id=id, classes=classes)
         self.item = 0
         """The batch item shown."""

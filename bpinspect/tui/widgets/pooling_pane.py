@@ -46,7 +46,7 @@ class PoolingPane(PlanePane):
     PoolingPane > #pool-legend { height: 1; }
     """
 
-    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
+    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:  # noqa: A002
         super().__init__(id=id, classes=classes)
         self.cell = (0, 0)
         """The output cell (y, x) whose window is shown."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import ClassVar
 
 from rich.console import Group
@@ -10,6 +11,7 @@ from textual.app import RenderResult
 from textual.reactive import reactive
 from textual.widget import Widget
 
+from bpinspect.tui.formatting import foreground
 from bpinspect.tui.view_data import HeaderInfo
 
 NO_WEIGHTS = "no --weights given"
@@ -51,7 +53,7 @@ class SessionHeader(Widget):
     """The net being loaded, shown until ``info`` arrives."""
 
     def render(self) -> RenderResult:
-        style = self.get_component_rich_style
+        style = partial(foreground, self)
         label = style("session-header--label")
         info = self.info
         if info is None:

@@ -9,7 +9,7 @@ from rich.text import Text
 from textual.widgets import DataTable
 
 from bpinspect.session.stats import BlobStats
-from bpinspect.tui.formatting import STAT_COLUMNS, stats_cells
+from bpinspect.tui.formatting import STAT_COLUMNS, foreground, stats_cells
 
 StatsRow = tuple[str | Text, str | Text, BlobStats | None]  # (label, detail, stats)
 
@@ -38,7 +38,7 @@ class StatsTable(DataTable[Text | str]):
     """
 
     def __init__(self, first_column: str = "", detail_column: str = "", *,
-                 id: str | None = None, classes: str | None = None) -> None:
+                 id: str | None = None, classes: str | None = None) -> None:  # noqa: A002
         super().__init__(id=id, classes=classes, cursor_type="none", zebra_stripes=False)
         self._headers = (first_column, detail_column)
 
@@ -50,8 +50,8 @@ class StatsTable(DataTable[Text | str]):
 
     def set_rows(self, rows: Sequence[StatsRow]) -> None:
         self.clear()
-        nonfinite = self.get_component_rich_style("stats-table--nonfinite")
-        missing = self.get_component_rich_style("stats-table--missing")
+        nonfinite = foreground(self, "stats-table--nonfinite")
+        missing = foreground(self, "stats-table--missing")
         for label, detail, stats in rows:
             cells = stats_cells(stats, nonfinite)
             if stats is None:

@@ -9,6 +9,8 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.widgets import ProgressBar, Static
 
+from bpinspect.tui.formatting import foreground
+
 
 class StatusLine(Horizontal):
     """The last message (errors in red), and a progress bar while the worker runs."""
@@ -51,7 +53,7 @@ class StatusLine(Horizontal):
 
     def compose(self) -> ComposeResult:
         yield Static("", id="status-text")
-        yield ProgressBar(total=None, show_eta=False, id="status-progress")
+        yield ProgressBar(total=1, show_eta=False, id="status-progress")
 
     @property
     def text(self) -> str:
@@ -62,7 +64,7 @@ class StatusLine(Horizontal):
         """Show ``message``; severity "error" or "warning" colours it."""
         style = ""
         if severity in ("error", "warning"):
-            style = self.get_component_rich_style(f"status-line--{severity}")
+            style = foreground(self, f"status-line--{severity}")
         self.query_one("#status-text", Static).update(Text(message, style=style))
 
     def start(self, label: str, total: int | None = None) -> None:
@@ -71,14 +73,16 @@ class StatusLine(Horizontal):
         bar = self.query_one(ProgressBar)
         bar.update(total=total, progress=0)
         self.query_one("#status-text", Static).update(
-            Text(label, style=self.get_component_rich_style("status-line--running")))
+            Text(label, style=foreground(self, "status-line--running")))
 
     def advance(self, label: str, done: int, total: int | None) -> None:
         bar = self.query_one(ProgressBar)
         bar.update(total=total, progress=done)
         self.query_one("#status-text", Static).update(
-            Text(label, style=self.get_component_rich_style("status-line--running")))
+            Text(label, style=foreground(self, "status-line--running")))
 
     def finish(self, message: str, severity: str = "information") -> None:
         self.remove_class("-running")
+        # A hidden indeterminate bar would go on animating (and redrawing the screen).
+        self.query_one(ProgressBar).update(total=1, progress=0)
         self.show(message, severity)
