@@ -299,6 +299,14 @@ class Net:
                 top_loss = [float(w) for w in lp.loss_weight]
             else:
                 top_loss = [0.0] * len(lp.top)
+                if layer.is_loss and len(top_loss) > 1:
+                    # LossLayer::LayerSetUp adds one loss_weight 1, then SetLossWeights
+                    # checks there is one per top: Caffe refuses this layer.
+                    raise BpinspectError(
+                        f"layer {lp.name!r} ({lp.type}): a loss layer with {len(lp.top)} tops "
+                        f"needs loss_weight once per top (e.g. loss_weight: 1 loss_weight: 0), "
+                        "as Caffe requires"
+                    )
                 if layer.is_loss and top_loss:
                     top_loss[0] = 1.0
             for name, w in zip(lp.top, top_loss, strict=True):

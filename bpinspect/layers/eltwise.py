@@ -49,7 +49,7 @@ class Eltwise(Layer):
         if self.coeff and len(self.coeff) != len(shapes):
             self.fail(f"takes one coeff per bottom: {len(self.coeff)} coeff(s) for "
                       f"{len(shapes)} bottoms")
-        if self.coeff and self.operation != SUM:
+        if self.coeff and self.operation == PROD:  # Caffe accepts (and ignores) them for MAX
             self.fail(f"coeff is only for operation SUM, not {self.operation_name}")
         for i, s in enumerate(shapes[1:], start=1):
             if s != shapes[0]:

@@ -77,6 +77,12 @@ class BatchNorm(Layer):
         self._x_norm = self._std = self._mean = self._variance = None
         return [shape]
 
+    @property
+    def forward_writes_params(self) -> bool:
+        """Forward updates the running statistics in ``blobs`` (no global stats):
+        the session records and restores them like any other value a step writes."""
+        return not self.use_global_stats
+
     def _split(self, a: Array) -> Array:
         """(N, C, spatial) view of a bottom-shaped array."""
         return a.reshape(a.shape[0], self._channels, -1)

@@ -155,6 +155,13 @@ class Session:
         for layer, blobs in net.params.items():
             for j, b in enumerate(blobs):
                 self._param_owner[(layer, j)] = owners.setdefault(id(b), (layer, j))
+        # Params a forward step writes (BatchNorm's running statistics in TRAIN): their
+        # values before the pass, so that a restart or a step back puts them back and
+        # a replayed forward updates them once, as Caffe's single pass does.
+        self._initial_params: dict[Key, Array] = {
+            key: net.params[key[0][0]][key[0][1]].data.copy()
+            for i in range(len(net.layers)) for key in self._forward_param_keys(i)
+        }
         self.schedule: list[Step] = []
         self._rebuild_schedule()
         items = injections.items() if isinstance(injections, dict) else (injections or ())
@@ -315,6 +322,7 @@ class Session:
             keys: list[Key] = []
             if step.direction == FORWARD:
                 keys = [(t, "data") for t in net.top_names[name]]
+                keys += self._forward_param_keys(step.layer_index)
             else:
                 need = net.bottom_need_backward[step.layer_index]
                 keys += [(b, "diff")
@@ -338,6 +346,14 @@ class Session:
         params = self.net.params.get(name, [])
         down = list(getattr(layer, "param_propagate_down", [])) or [True] * len(params)
         return [j for j in range(len(params)) if j < len(down) and down[j]]
+
+    def _forward_param_keys(self, layer_index: int) -> list[Key]:
+        """The param data keys that layer ``layer_index``'s forward writes."""
+        if not getattr(self.net.layers[layer_index], "forward_writes_params", False):
+            return []
+        name = self.net.layer_names[layer_index]
+        return [(self._param_owner[(name, j)], "data")
+                for j in range(len(self.net.params.get(name, [])))]
 
     def _skip_skipped(self) -> None:
         while self.cursor < len(self.schedule) and self.schedule[self.cursor].skipped:
@@ -384,6 +400,8 @@ class Session:
         self.history.clear()
         self.cursor = 0
         self._seeded = False
+        for key, initial in self._initial_params.items():
+            setattr(self._blob_of(key[0]), key[1], initial.copy())
         dev = self.net.device
         for name, host in self._inputs.items():
             blob = self.net.blobs[name]
@@ -415,6 +433,7 @@ class Session:
             produced: list[tuple[Name, str, Array]] = [
                 (t, "data", net.blobs[t].data) for t in net.top_names[name]
             ]
+            produced += [(n, k, self._live((n, k))) for n, k in self._forward_param_keys(i)]
         else:
             if not self._seeded:
                 seed_record = self._begin_backward(step)
@@ -577,6 +596,8 @@ class Session:
             blob, kind = self._blob_of(key[0]), key[1]
             if v is not None:
                 setattr(blob, kind, v.copy())
+            elif key in self._initial_params:
+                setattr(blob, kind, self._initial_params[key].copy())
             elif kind == "diff":
                 live = getattr(blob, kind)
                 setattr(blob, kind, get_array_module(live).zeros_like(live))
@@ -636,13 +657,15 @@ class Session:
 
     def _value_at(self, key: Key, pos: int) -> Array | None:
         name, kind = key
-        if kind == "data" and (not isinstance(name, str) or name in self._inputs):
+        if kind == "data" and key not in self._initial_params and (
+            not isinstance(name, str) or name in self._inputs
+        ):
             return self._live(key)  # weights and inputs do not change during a pass
         now = self._position()
         pos = min(pos, now)  # "before the next step" is now (its seeding has not happened)
         writes = self._writers.get(key, [])
         if not any(w <= pos for w in writes):
-            return None
+            return self._initial_params.get(key)
         if not any(pos < w <= now for w in writes):
             return self._live(key)  # nothing wrote it since: the live array is that value
         v = self.history.value_at(key, pos)

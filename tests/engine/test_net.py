@@ -261,6 +261,20 @@ def test_loss_weight_count_must_match_tops() -> None:
         make(text)
 
 
+def test_two_top_softmax_loss_needs_a_loss_weight_per_top() -> None:
+    """Caffe's LossLayer::LayerSetUp adds a single loss_weight 1; SetLossWeights then
+    checks it against the 2 tops and dies. With both weights given it is fine."""
+    head = INPUT + ip("A", "data", "a")
+    head += ('layer { name: "lab" type: "DummyData" top: "lab" '
+             'dummy_data_param { shape { dim: 2 } } } ')
+    swl = ('layer { name: "l" type: "SoftmaxWithLoss" bottom: "a" bottom: "lab" '
+           'top: "loss" top: "prob" %s } ')
+    with pytest.raises(BpinspectError, match="layer 'l'.*loss_weight once per top"):
+        make(head + swl % "")
+    net = make(head + swl % "loss_weight: 1 loss_weight: 0")
+    assert net.loss_weights == {"loss": 1.0}
+
+
 def test_propagate_down_count_must_match_bottoms() -> None:
     text = INPUT + target("t") + ip("A", "data", "a")
     text += euclid("l", "a", "t", "propagate_down: true")

@@ -147,6 +147,14 @@ def test_propagate_down_is_honoured(xp):
     np.testing.assert_allclose(to_host(bottoms[1].diff), xs[0])
 
 
+def test_max_accepts_and_ignores_coeffs(xp):
+    """Caffe's EltwiseLayer::LayerSetUp rejects coeffs for PROD only; MAX ignores them."""
+    xs = distinct(2, seed=11)
+    layer = eltwise("MAX", 2, "coeff: 2 coeff: -3")
+    _, tops = run_forward(layer, xp, xs)
+    np.testing.assert_array_equal(to_host(tops[0].data), np.maximum(xs[0], xs[1]))
+
+
 def test_errors(xp):
     with pytest.raises(BpinspectError, match="one coeff per bottom"):
         eltwise("SUM", 3, "coeff: 1 coeff: 2").setup([SHAPE] * 3)

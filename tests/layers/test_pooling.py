@@ -218,14 +218,19 @@ def test_nan_never_wins_and_a_window_of_nothing_keeps_minus_one(xp):
 
 def test_backward_reads_the_argmax_it_exposes(xp):
     layer = _layer("kernel_size: 2 stride: 2", "MAX")
-    x = distinct_values((1, 1, 4, 4))
+    x = distinct_values((1, 1, 4, 4), seed=3)
     _, bottoms, tops = run_forward(layer, [x], xp=xp)
-    argmax = layer.internals()["argmax"]
-    argmax[...] = 0  # corrupt the exposed mask: every window now "won" at (0, 0)
     tops[0].diff = xp.ones(tops[0].shape)
+    argmax = layer.internals()["argmax"]
+    true_winners = to_host(argmax).copy()
+    # Overwrite the exposed mask in place: every window now "won" at its top-left cell.
+    top_left = np.array([[0, 2], [8, 10]]).reshape(1, 1, 2, 2)
+    assert (true_winners != top_left).any()
+    argmax[...] = xp.asarray(top_left)
     layer.backward(tops, [True], bottoms)
-    diff = to_host(bottoms[0].diff)
-    assert diff[0, 0, 0, 0] == 4.0 and diff.sum() == 4.0
+    expected = np.zeros((1, 1, 4, 4))
+    expected[0, 0, ::2, ::2] = 1.0
+    np.testing.assert_array_equal(to_host(bottoms[0].diff), expected)
 
 
 def test_wins_per_input_can_be_counted_from_argmax():

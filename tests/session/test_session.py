@@ -714,3 +714,46 @@ def test_softmax_view_of_a_softmax_layer():
     for item, top in enumerate(view.top):
         assert [c for c, _ in top] == list(np.argsort(-p[item]))
         np.testing.assert_allclose([q for _, q in top], np.sort(p[item])[::-1], rtol=1e-5)
+
+
+# ---- params that a forward step writes (BatchNorm's running statistics) -----------
+
+BN_TRAIN_NET = """
+name: "bn" force_backward: true
+layer { name: "data" type: "Input" top: "data"
+        input_param { shape { dim: 2 dim: 3 dim: 2 dim: 2 } } }
+layer { name: "bn" type: "BatchNorm" bottom: "data" top: "bn"
+        batch_norm_param { moving_average_fraction: 0.9 } }
+layer { name: "ip" type: "InnerProduct" bottom: "bn" top: "ip"
+        inner_product_param { num_output: 2 } }
+"""
+
+
+def test_batchnorm_running_stats_are_those_of_one_pass(make_net):
+    """Caffe's one TRAIN forward from zeroed statistics gives factor 1, mean_blob = the
+    batch mean, var_blob = m/(m-1) * the batch variance; a restart, a step back and a
+    replay must not apply the update a second time."""
+    x = _x((2, 3, 2, 2), seed=5).astype(np.float64)
+    net = make_net(BN_TRAIN_NET, phase="train", dtype=np.float64)
+    s = Session(net, inputs={"data": x}, injections={"ip": "ones"})
+    mu = x.mean(axis=(0, 2, 3))
+    m = x.size // 3
+    var = x.var(axis=(0, 2, 3)) * m / (m - 1)
+
+    def check_one_pass():
+        np.testing.assert_allclose(_host(s, "bn", param=0), mu, rtol=1e-12)
+        np.testing.assert_allclose(_host(s, "bn", param=1), var, rtol=1e-12)
+        np.testing.assert_array_equal(_host(s, "bn", param=2), [1.0])
+
+    s.continue_()
+    check_one_pass()
+    s.goto(1)  # before bn's forward: the statistics as they were before the pass
+    np.testing.assert_array_equal(_host(s, "bn", param=0), np.zeros(3))
+    np.testing.assert_array_equal(to_host(net.params["bn"][2].data), [0.0])
+    s.continue_()
+    check_one_pass()
+    s.restart()
+    s.continue_()
+    check_one_pass()
+    # Looking back at the step before bn's forward from the end of the pass.
+    np.testing.assert_array_equal(_host(s, "bn", step=0, param=2), [0.0])
