@@ -144,7 +144,7 @@ def max_pool_forward(xp: Any, x: Array, out_hw: tuple[int, int],
     n, c, h, w = x.shape
     y = xp.empty((n, c, *out_hw), dtype=x.dtype)
     mask = xp.empty((n, c, *out_hw), dtype=np.int64)
-    lowest = x.dtype.type(np.finfo(x.dtype).min)
+    lowest = x.dtype.type(-np.finfo(np.float32).max)  # Caffe starts at -FLT_MAX in any Dtype
     _kernel(xp, "max_forward")(xp.ascontiguousarray(x), lowest,
                                *_geometry(n, c, h, w, *out_hw, geometry), y, mask)
     return y, mask

@@ -165,10 +165,18 @@ class MainScreen(Screen[None]):
             self.query_one(SessionHeader).loading = str(self.bpinspect.options.net)
 
     def on_resize(self, event: Resize) -> None:
+        self.call_after_refresh(self._sync_bins)
         self.query_one("#too-small", Static).update(Text(
             f"bpinspect needs a terminal of at least {MIN_WIDTH}×{MIN_HEIGHT}; this one is "
             f"{event.size.width}×{event.size.height}.\nEnlarge the window or make the font "
             "smaller. q quits.", justify="center"))
+
+    def _sync_bins(self) -> None:
+        """One histogram bin per column of the chart (the session bins, the chart draws)."""
+        width = self.blob_panel.query_one("#hist-data").content_region.width
+        bins = min(max(width, 8), 256)
+        if width > 0 and bins != self.bpinspect.request.bins:
+            self._request(bins=bins)
 
     @property
     def layer_list(self) -> LayerList:
