@@ -167,23 +167,32 @@ class BpinspectApp(App[int]):
     def _drain(self) -> None:
         moved: str | None = None
         follow: str | None = None
+        finished: list[Any] = []  # posted with the view: one repaint shows both
         while True:
             with self._queue_lock:
                 if not self._queue:
                     self._worker_active = False
                     break
                 command = self._queue.popleft()
-            outcome = self._execute(command)
+            outcome = self._execute(command, finished)
             if outcome is not None:
                 moved = outcome.moved or moved
                 follow = outcome.follow or follow
             with self._queue_lock:
                 pending = bool(self._queue)
-            if not pending and self.session is not None and (outcome is None or outcome.refresh):
+            if pending:
+                continue
+            if self.session is not None and (outcome is None or outcome.refresh):
                 self._post_view(moved, follow, outcome)
                 moved = follow = None
+            for message in finished:
+                self._post(message)
+            finished.clear()
+            self._post_new_notes()
 
-    def _execute(self, command: Command) -> Outcome | None:
+    def _execute(self, command: Command, finished: list[Any]) -> Outcome | None:
+        """Run ``command``; what the status line should say afterwards goes to
+        ``finished`` (posted once the view is gathered)."""
         started = time.perf_counter()
         try:
             if command.kind not in ("refresh",):
@@ -200,11 +209,9 @@ class BpinspectApp(App[int]):
                 command.label, f"{type(exc).__name__}: {exc}", traceback.format_exc()))
             return Outcome(f"internal error in {command.label}", "error")
         if outcome is not None and command.kind not in ("refresh",):
-            self._post(msg.RunStopped(command.label, outcome.status, outcome.severity,
-                                      outcome.stop,
-                                             outcome.compute_seconds or
-                                             time.perf_counter() - started))
-        self._post_new_notes()
+            finished.append(msg.RunStopped(
+                command.label, outcome.status, outcome.severity, outcome.stop,
+                outcome.compute_seconds or time.perf_counter() - started))
         return outcome
 
     def _post_view(self, moved: str | None, follow: str | None,

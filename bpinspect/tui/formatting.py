@@ -45,20 +45,20 @@ def fmt_percent(fraction: float) -> str:
     return f"{100 * fraction:.1f}%"
 
 
+def stats_strings(stats: BlobStats) -> list[str]:
+    """The STAT_COLUMNS entries of ``stats`` as text."""
+    return [fmt_num(stats.min), fmt_num(stats.max), fmt_num(stats.mean), fmt_num(stats.std),
+            fmt_num(stats.l2), fmt_percent(stats.frac_zero), f"{stats.nan}/{stats.inf}"]
+
+
 def stats_cells(stats: BlobStats | None, nonfinite_style: Style | str = "bold red") -> list[Text]:
     """One Text per STAT_COLUMNS entry; NaN/Inf counts in ``nonfinite_style`` when any."""
     if stats is None:
         return [Text("") for _ in STAT_COLUMNS]
-    bad = stats.nan + stats.inf
-    return [
-        Text(fmt_num(stats.min), justify="right"),
-        Text(fmt_num(stats.max), justify="right"),
-        Text(fmt_num(stats.mean), justify="right"),
-        Text(fmt_num(stats.std), justify="right"),
-        Text(fmt_num(stats.l2), justify="right"),
-        Text(fmt_percent(stats.frac_zero), justify="right"),
-        Text(f"{stats.nan}/{stats.inf}", style=nonfinite_style if bad else "", justify="right"),
-    ]
+    cells = [Text(value, justify="right") for value in stats_strings(stats)]
+    if stats.nan + stats.inf:
+        cells[-1].stylize(nonfinite_style)
+    return cells
 
 
 def stats_line(stats: BlobStats | None, nonfinite_style: Style | str = "bold red") -> Text:
@@ -76,7 +76,16 @@ def stats_line(stats: BlobStats | None, nonfinite_style: Style | str = "bold red
 
 def foreground(widget: Widget, component: str) -> Style:
     """A component class's colour and text style, without its background, so that text
-    drawn with it keeps the background of the row it is on (a highlighted line)."""
-    s = widget.get_component_rich_style(component)
-    return Style(color=s.color, bold=s.bold, dim=s.dim, italic=s.italic,
-                 underline=s.underline, reverse=s.reverse, strike=s.strike)
+    drawn with it keeps the background of the row it is on (a highlighted line).
+
+    Kept per widget and theme: widgets that redraw on every step ask for the same few.
+    """
+    cache: dict[tuple[str, str], Style] = widget.__dict__.setdefault("_foreground_styles", {})
+    key = (widget.app.theme, component)
+    style = cache.get(key)
+    if style is None:
+        s = widget.get_component_rich_style(component)
+        style = Style(color=s.color, bold=s.bold, dim=s.dim, italic=s.italic,
+                      underline=s.underline, reverse=s.reverse, strike=s.strike)
+        cache[key] = style
+    return style

@@ -25,7 +25,7 @@ def test_bars_place_log10_in_the_range() -> None:
 
 
 class FlowApp(App[None]):
-    CSS = "GradientFlow { width: 100; }"
+    CSS = "GradientFlow { width: 102; height: 8; }"
 
     def compose(self) -> ComposeResult:
         yield GradientFlow()
@@ -48,4 +48,4 @@ async def test_rows_name_layer_and_top_and_flag_zero_and_pending() -> None:
         assert "0 (no gradient)" in lines[2]
         assert lines[3].rstrip().endswith("·")
         assert "nan" in lines[4]
-        assert flow.size.height == 5  # a title line and one line per row
+        assert flow.virtual_size.height == 5  # a title line and one line per row

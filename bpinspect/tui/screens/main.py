@@ -10,9 +10,10 @@ from rich.text import Text
 from textual import on
 from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.containers import Horizontal, Vertical
 from textual.events import Resize
 from textual.screen import Screen
+from textual.timer import Timer
 from textual.widget import Widget
 from textual.widgets import Footer, Static, TabbedContent, TabPane
 
@@ -119,6 +120,7 @@ class MainScreen(Screen[None]):
         self._shown_tab: str | None = TAB_FLOW  # the tab the last view activated
         self._internals_tab: str | None = None  # the internals tab shown now
         self._binding_state: tuple[bool, bool, bool] | None = None
+        self._running_timer: Timer | None = None
 
     @property
     def bpinspect(self) -> BpinspectApp:
@@ -150,7 +152,7 @@ class MainScreen(Screen[None]):
                         yield SoftmaxPane(id="softmax")
                     with TabPane("Saliency", id=TAB_SALIENCY):
                         yield SaliencyPane(id="saliency")
-                    with TabPane("Gradient flow", id=TAB_FLOW), VerticalScroll(id="flow-scroll"):
+                    with TabPane("Gradient flow", id=TAB_FLOW):
                         yield GradientFlow(id="flow")
         yield Static("", id="too-small")
         yield StatusLine(id="status")
@@ -392,13 +394,25 @@ class MainScreen(Screen[None]):
                                         quit_on_close=True))
 
     def on_run_started(self, event: msg.RunStarted) -> None:
-        self.status.start(event.label, event.total)
+        """A continue shows its bar at once; a single command says what runs only if it
+        takes a while (most steps are over before anyone could read it)."""
+        if self._running_timer is not None:
+            self._running_timer.stop()
+            self._running_timer = None
+        if event.total is not None:
+            self.status.start(event.label, event.total)
+        else:
+            self._running_timer = self.set_timer(
+                0.15, lambda: self.status.start(event.label, None, bar=False))
 
     def on_run_progressed(self, event: msg.RunProgressed) -> None:
         self.status.advance(f"running {event.step.label}  {event.done}/{event.total}  "
                             "(escape stops)", event.done, event.total)
 
     def on_run_stopped(self, event: msg.RunStopped) -> None:
+        if self._running_timer is not None:
+            self._running_timer.stop()
+            self._running_timer = None
         self.status.finish(event.status, event.severity)
         if event.severity == "warning":
             self.notify(event.status, title="stopped", severity="warning", timeout=6)

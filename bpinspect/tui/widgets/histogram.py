@@ -12,11 +12,11 @@ import dataclasses
 from typing import ClassVar
 
 import numpy as np
-from rich.console import Group
+from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
-from textual.app import RenderResult
 from textual.reactive import reactive
+from textual.strip import Strip
 from textual.widget import Widget
 
 from bpinspect.session.stats import Histogram
@@ -120,19 +120,22 @@ class HistogramChart(Widget):
                  classes: str | None = None) -> None:
         super().__init__(name=name, id=id, classes=classes)
         self.title = title
+        self._key: tuple[object, ...] | None = None
+        self._version = 0  # bumped with every new histogram
+        self._strips: list[Strip] = []
+        self._blank = Strip([])
 
     def _style(self, part: str) -> Style:
         """The colours of component class ``histogram--<part>`` (no background)."""
         return foreground(self, f"histogram--{part}")
 
-    def render(self) -> RenderResult:
-        width, height = self.size.width, self.size.height
+    def _texts(self, width: int, height: int) -> list[Text]:
         title_style = self._style("title")
         head = Text(self.title, style=title_style, no_wrap=True, overflow="ellipsis")
         h = self.histogram
         if h is None:
             head.append("  not computed yet", style=self._style("empty"))
-            return head
+            return [head]
         if h.log != self.log:
             h = dataclasses.replace(h, log=self.log)
         head.append(f"  n={h.total}  {'log' if h.log else 'linear'}",
@@ -147,9 +150,31 @@ class HistogramChart(Widget):
                   for line in bar_rows(h.heights, h.counts > 0, width, rows)]
         if height >= 3:
             axis, zero = axis_line(float(h.edges[0]), float(h.edges[-1]), width)
-            text = Text(axis, style=self._style("axis"),
-                        no_wrap=True)
+            text = Text(axis, style=self._style("axis"), no_wrap=True)
             if zero is not None:
                 text.stylize(self._style("zero"), zero, zero + 1)
             lines.append(text)
-        return Group(*lines)
+        return lines
+
+    def render_line(self, y: int) -> Strip:
+        # The lines are made once per histogram and size (line API: a step repaints the
+        # chart without Rich laying out a renderable).
+        width, height = self.size.width, self.size.height
+        key = (self._version, self.log, self.title, width, height)
+        if key != self._key:
+            base = self.rich_style
+            self._strips = [
+                Strip(list(Segment.apply_style(text.render(self.app.console), base)))
+                .crop_extend(0, width, base)
+                for text in self._texts(width, height)
+            ]
+            self._blank = Strip([Segment(" " * width, base)], width)
+            self._key = key
+        return self._strips[y] if y < len(self._strips) else self._blank
+
+    def watch_histogram(self) -> None:
+        self._version += 1
+
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        self._key = None

@@ -105,13 +105,15 @@ class LayerList(ScrollView, can_focus=True):
         def control(self) -> LayerList:
             return self.layer_list
 
-    highlighted: reactive[int | None] = reactive(None, init=False)
+    highlighted: reactive[int | None] = reactive(None, init=False, repaint=False)
     """The index of the selected line (None: no rows)."""
 
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:  # noqa: A002
         super().__init__(id=id, classes=classes)
         self._rows: tuple[LayerRow, ...] = ()
         self._name_width = 12
+        self._base_style = Style()
+        self._width = 0
         self._strips: LRUCache[tuple[int, bool, int], Strip] = LRUCache(1024)
         self._quiet = False  # the highlight is being moved by code, not by the user
 
@@ -234,10 +236,16 @@ class LayerList(ScrollView, can_focus=True):
         text.append(" " + row.type, style=style("layer-list--type"))
         return text
 
+    def render_lines(self, crop: Region) -> list[Strip]:
+        # Asked once per repaint rather than once per line (each is a CSS lookup).
+        self._base_style = self.rich_style
+        self._width = self.scrollable_content_region.width
+        return super().render_lines(crop)
+
     def render_line(self, y: int) -> Strip:
-        width = self.scrollable_content_region.width
+        width = self._width
         row = y + int(self.scroll_offset.y)
-        base = self.rich_style
+        base = self._base_style
         if row >= len(self._rows):
             return Strip([Segment(" " * width, base)], width)
         lit = row == self.highlighted

@@ -7,9 +7,10 @@ from typing import ClassVar
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal
-from textual.widgets import ProgressBar, Static
+from textual.widgets import ProgressBar
 
 from bpinspect.tui.formatting import foreground
+from bpinspect.tui.widgets.text_view import TextView
 
 
 class StatusLine(Horizontal):
@@ -41,10 +42,10 @@ class StatusLine(Horizontal):
     StatusLine > ProgressBar {
         width: 44;
         height: 1;
-        display: none;
+        visibility: hidden;
     }
     StatusLine.-running > ProgressBar {
-        display: block;
+        visibility: visible;
     }
     StatusLine > .status-line--error { color: $error; text-style: bold; }
     StatusLine > .status-line--warning { color: $warning; text-style: bold; }
@@ -52,37 +53,41 @@ class StatusLine(Horizontal):
     """
 
     def compose(self) -> ComposeResult:
-        yield Static("", id="status-text")
+        yield TextView("", id="status-text")
         yield ProgressBar(total=1, show_eta=False, id="status-progress")
 
     @property
     def text(self) -> str:
         """The message shown now, as plain text."""
-        return str(self.query_one("#status-text", Static).content)
+        return self.query_one("#status-text", TextView).plain
 
     def show(self, message: str, severity: str = "information") -> None:
         """Show ``message``; severity "error" or "warning" colours it."""
         style = ""
         if severity in ("error", "warning"):
             style = foreground(self, f"status-line--{severity}")
-        self.query_one("#status-text", Static).update(Text(message, style=style))
+        self.query_one("#status-text", TextView).update(Text(message, style=style))
 
-    def start(self, label: str, total: int | None = None) -> None:
-        """A command began: show ``label`` and a bar (indeterminate without ``total``)."""
-        self.add_class("-running")
-        bar = self.query_one(ProgressBar)
-        bar.update(total=total, progress=0)
-        self.query_one("#status-text", Static).update(
+    def start(self, label: str, total: int | None = None, bar: bool = True) -> None:
+        """A command began: show ``label`` and, with ``bar``, a progress bar (indeterminate
+        without ``total``). A single step goes without: showing and hiding the bar costs a
+        new layout of the screen, more than most steps take."""
+        if bar:
+            self.add_class("-running")
+            self.query_one(ProgressBar).update(total=total, progress=0)
+        self.query_one("#status-text", TextView).update(
             Text(label, style=foreground(self, "status-line--running")))
 
     def advance(self, label: str, done: int, total: int | None) -> None:
+        self.add_class("-running")
         bar = self.query_one(ProgressBar)
         bar.update(total=total, progress=done)
-        self.query_one("#status-text", Static).update(
+        self.query_one("#status-text", TextView).update(
             Text(label, style=foreground(self, "status-line--running")))
 
     def finish(self, message: str, severity: str = "information") -> None:
-        self.remove_class("-running")
-        # A hidden indeterminate bar would go on animating (and redrawing the screen).
-        self.query_one(ProgressBar).update(total=1, progress=0)
+        if self.has_class("-running"):
+            self.remove_class("-running")
+            # A hidden indeterminate bar would go on animating (and redrawing the screen).
+            self.query_one(ProgressBar).update(total=1, progress=0)
         self.show(message, severity)
