@@ -183,7 +183,8 @@ def main() -> None:
     if args.per_step:
         print(f"{'step':34} {'compute':>9} {'gather':>8} {'key→paint−compute':>18}")
         for label, compute, gather, overhead in rows:
-            print(f"{label:34} {1000 * compute:8.1f}  {1000 * gather:7.1f}  {1000 * overhead:17.1f}")
+            print(f"{label:34} {1000 * compute:8.1f}  {1000 * gather:7.1f}  "
+                  f"{1000 * overhead:17.1f}")
     overheads = [1000 * r[3] for r in rows]
     gathers = [1000 * r[2] for r in rows]
     ui = [o - g for o, g in zip(overheads, gathers, strict=True)]

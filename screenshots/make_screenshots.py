@@ -95,6 +95,8 @@ async def saliency(pilot: Pilot) -> None:
     await press(pilot, "c")
     await select(pilot, "input")
     await tab(pilot, TAB_SALIENCY)
+    pilot.app.main_screen.query_one("#saliency").focus()  # type: ignore[attr-defined]
+    await press(pilot, "m")  # zoom: the map fills the screen
 
 
 async def help_screen(pilot: Pilot) -> None:

@@ -20,7 +20,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from textual import work
 from textual.app import App, SystemCommand
@@ -64,7 +64,7 @@ class BpinspectApp(App[int]):
     CSS_PATH = "app.tcss"
     TITLE = "bpinspect"
 
-    BINDINGS: list[BindingType] = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("q", "quit", "quit", id="quit", tooltip="Leave bpinspect"),
         Binding("question_mark,f1", "help", "help", id="help",
                 tooltip="Every key, and how to read the screen"),
@@ -122,10 +122,11 @@ class BpinspectApp(App[int]):
         return self._worker_active
 
     def on_mount(self) -> None:
+        # After the first frame: building the net would otherwise compete with painting it.
         if self.session is None:
-            self.submit(Command("load", "loading"))
+            self.call_after_refresh(self.submit, Command("load", "loading"))
         else:
-            self.submit(Command("attach", "starting"))
+            self.call_after_refresh(self.submit, Command("attach", "starting"))
 
     def action_help(self) -> None:
         from bpinspect.tui.screens.help import HelpScreen
@@ -272,13 +273,13 @@ class BpinspectApp(App[int]):
             self.load_error = str(exc)
             self._post(msg.SessionFailed(str(exc)))
             return Outcome(str(exc), "error", refresh=False)
-        return self._attach(session, time.perf_counter() - started)
+        return self._use_session(session, time.perf_counter() - started)
 
     def _do_attach(self, command: Command) -> Outcome | None:
         assert self.session is not None
-        return self._attach(self.session, 0.0)
+        return self._use_session(self.session, 0.0)
 
-    def _attach(self, session: Session, seconds: float) -> Outcome:
+    def _use_session(self, session: Session, seconds: float) -> Outcome:
         self.session = session
         self._stats_cache.clear()
         self._notes_seen = len(session.notes)

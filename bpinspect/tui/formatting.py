@@ -5,8 +5,11 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from rich.console import Console
+from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
+from textual.strip import Strip
 from textual.widget import Widget
 
 from bpinspect.session.stats import BlobStats
@@ -55,9 +58,10 @@ def stats_cells(stats: BlobStats | None, nonfinite_style: Style | str = "bold re
     """One Text per STAT_COLUMNS entry; NaN/Inf counts in ``nonfinite_style`` when any."""
     if stats is None:
         return [Text("") for _ in STAT_COLUMNS]
-    cells = [Text(value, justify="right") for value in stats_strings(stats)]
-    if stats.nan + stats.inf:
-        cells[-1].stylize(nonfinite_style)
+    values = stats_strings(stats)
+    cells = [Text(value, justify="right") for value in values[:-1]]
+    bad = stats.nan + stats.inf
+    cells.append(Text(values[-1], style=nonfinite_style if bad else "", justify="right"))
     return cells
 
 
@@ -78,10 +82,11 @@ def foreground(widget: Widget, component: str) -> Style:
     """A component class's colour and text style, without its background, so that text
     drawn with it keeps the background of the row it is on (a highlighted line).
 
-    Kept per widget and theme: widgets that redraw on every step ask for the same few.
+    Kept per widget until its styles change (``forget_foreground`` in its
+    ``notify_style_update``): widgets that redraw on every step ask for the same few.
     """
     cache: dict[tuple[str, str], Style] = widget.__dict__.setdefault("_foreground_styles", {})
-    key = (widget.app.theme, component)
+    key = (widget.app.theme, component)  # the theme too: a theme change restyles later
     style = cache.get(key)
     if style is None:
         s = widget.get_component_rich_style(component)
@@ -89,3 +94,22 @@ def foreground(widget: Widget, component: str) -> Style:
                       underline=s.underline, reverse=s.reverse, strike=s.strike)
         cache[key] = style
     return style
+
+
+def forget_foreground(widget: Widget) -> None:
+    """Drop the styles ``foreground`` kept for ``widget`` (its CSS changed)."""
+    widget.__dict__.pop("_foreground_styles", None)
+
+
+def text_strip(text: Text, width: int, base: Style, console: Console) -> Strip:
+    """One line of ``text`` as a Strip of ``width`` cells over ``base``.
+
+    ``Text.render`` leaves the Text's own style to its caller (Rich applies it one level
+    up), so it is applied here, under the spans.
+    """
+    style = base
+    if text.style:
+        style = base + (text.style if isinstance(text.style, Style)
+                        else console.get_style(text.style))
+    segments = list(Segment.apply_style(text.render(console), style))
+    return Strip(segments).crop_extend(0, width, base)

@@ -72,7 +72,7 @@ class RunStopped(Message):
     label: str
     status: str  # one line for the status bar
     severity: str = "information"  # "warning": a breakpoint or condition stopped it
-    stop: Stop | None = None
+    result: Stop | None = None  # (not `stop`: Message.stop() stops bubbling)
     compute_seconds: float = 0.0
 
 

@@ -366,7 +366,61 @@ def test_bad_arguments_exit_before_the_app_with_code_2(tmp_path, capsys) -> None
     assert len(err.strip().splitlines()) == 1
 
 
-@pytest.mark.parametrize("key", ["n", "c", "p", "r", "b", "e", "E", "l", "i", "B", "?"])
-def test_every_key_is_in_the_command_palette(key: str) -> None:
+async def test_palette_tab_log_and_export_all(tmp_path) -> None:
+    app = make_app("lrn_pool.prototxt", export_dir=str(tmp_path))
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        screen = main_screen(app)
+        # ctrl+p: every action of the footer is a command of the palette.
+        titles = [c.title for c in app.get_system_commands(screen)]
+        for word in ("Step", "Continue", "Back", "Break", "Conditions", "Restart", "Inject",
+                     "Export", "Export all", "Log", "Stop", "Help"):
+            assert any(t.startswith(word) for t in titles), (word, titles)
+        await pilot.press("ctrl+p")
+        await pilot.pause()
+        assert type(app.screen).__name__ == "CommandPalette"
+        await pilot.press("escape")
+        await pilot.pause()
+        # tab: layer list -> blob table -> the active tab's view -> layer list.
+        assert screen.focused is screen.layer_list
+        await pilot.press("tab")
+        assert screen.focused is screen.blob_panel.table
+        await pilot.press("tab")
+        assert screen.focused is not None
+        assert screen.focused not in (screen.layer_list, screen.blob_panel.table)
+        # m: the focused pane fills the screen; m again (or escape) brings the rest back.
+        await pilot.press("m")
+        assert screen.maximized is screen.tabs
+        await pilot.press("escape")
+        assert screen.maximized is None
+        await pilot.press("tab")
+        assert screen.focused is screen.layer_list
+        await pilot.press("m")
+        assert screen.maximized is screen.query_one("#left")
+        await pilot.press("m")
+        assert screen.maximized is None
+        # l: log counts in both histograms.
+        await pilot.press("n", "n")
+        await settle(pilot)
+        charts = list(screen.blob_panel.query("HistogramChart"))
+        assert not any(c.log_counts for c in charts)
+        await pilot.press("l")
+        assert all(c.log_counts for c in charts)
+        # E: every blob computed so far, with the manifest.
+        await pilot.press("E")
+        await settle(pilot)
+        names = sorted(p.name for p in tmp_path.iterdir())
+        assert "manifest.json" in names
+        assert "step0000-forward-data-data.data.npy" in names
+        assert "step0001-forward-conv1-conv1.data.npy" in names
+        np.testing.assert_array_equal(
+            np.load(tmp_path / "step0001-forward-conv1-conv1.data.npy"),
+            app.session.array("conv1", "data"))
+        assert "exported" in screen.status.text
+
+
+@pytest.mark.parametrize("key", ["n", "c", "p", "r", "b", "e", "E", "l", "i", "B", "?", "q",
+                                 "f5", "f9", "f10", "f1", "tab", "escape"])
+def test_every_key_of_the_issue_is_bound(key: str) -> None:
     keys = {k for b in MainScreen.BINDINGS + BpinspectApp.BINDINGS for k in b.key.split(",")}
     assert {"?": "question_mark"}.get(key, key) in keys

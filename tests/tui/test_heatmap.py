@@ -67,7 +67,8 @@ async def test_cells_are_half_blocks_with_marker_and_window_colours() -> None:
         plane = np.array([[0.0, 1.0], [1.0, 0.0]])
         heatmap.set_plane(plane)
         await pilot.pause()
-        assert heatmap.layout is not None and heatmap.layout.zoom == 2  # 2x2 -> 4x4 pixels
+        layout = heatmap.plane_layout
+        assert layout is not None and layout.zoom == 2  # 2x2 -> 4x4 pixels
         ramp = heatmap._ramp()
         low, high = ramp[0].rich_color, ramp[-1].rich_color
         row0 = _cells(heatmap, 0)

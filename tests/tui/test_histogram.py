@@ -63,8 +63,11 @@ async def test_widget_draws_title_bars_and_axis_and_toggles_log() -> None:
         # 100 is 1.6 eighths -> 2, 10 and 1 are visible as one eighth.
         assert lines[1] == "      ██"
         assert lines[2] == "▁▁▁▁▂▂██"
+        bar_colour = chart.get_component_rich_style("histogram--bar").color
+        assert {seg.style.color for seg in chart.render_line(2) if seg.text.strip()} == {
+            bar_colour}
         assert lines[3].strip().startswith("-2") and lines[3].rstrip().endswith("2")
-        chart.log = True
+        chart.log_counts = True
         await pilot.pause()
         lines = [chart.render_line(y).text for y in range(4)]
         # log10(1 + count) = 0.30, 1.04, 2.00, 3.00 of 3.00: 2, 6, 11, 16 eighths.

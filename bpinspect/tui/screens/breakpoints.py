@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from rich.text import Text
 from textual import on
@@ -17,7 +17,7 @@ from textual.widgets import Button, Checkbox, Input, Static
 class BreakpointDialog(ModalScreen[dict[str, Any] | None]):
     """Returns ``{"nonfinite": bool, "bound": float | None, "zero_diff": bool}``."""
 
-    BINDINGS: list[BindingType] = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "cancel", "cancel", id="conditions-cancel",
                 tooltip="Close, change nothing"),
     ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
@@ -14,7 +16,7 @@ from textual.widgets import Button, Static
 class ErrorModal(ModalScreen[None]):
     """A title, one line, and (for bugs) the traceback to report."""
 
-    BINDINGS: list[BindingType] = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape,enter", "close", "close", id="error-close", tooltip="Close"),
     ]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import ClassVar
 
 from rich.table import Table
 from rich.text import Text
@@ -66,7 +67,7 @@ def key_rows(bindings: Iterable[BindingType]) -> list[tuple[str, str, str]]:
 class HelpScreen(ModalScreen[None]):
     """Keys (from the bindings themselves, so the list is always complete) and a guide."""
 
-    BINDINGS: list[BindingType] = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape,q,question_mark,f1", "close", "close", id="help-close",
                 tooltip="Back to the debugger"),
     ]

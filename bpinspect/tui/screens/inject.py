@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from rich.text import Text
 from textual import on
@@ -50,7 +50,7 @@ class BlobValidator(Validator):
 class InjectDialog(ModalScreen[None]):
     """Blob and spec; enter injects (backward then starts at the blob's producer)."""
 
-    BINDINGS: list[BindingType] = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "cancel", "cancel", id="inject-cancel", tooltip="Close, change nothing"),
     ]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.text import Text
 from textual import on
@@ -60,7 +60,7 @@ SESSION_ACTIONS = frozenset({
 class MainScreen(Screen[None]):
     """Everything at once: where the pass is, the selected layer's blobs and internals."""
 
-    BINDINGS: list[BindingType] = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("n,f10", "step_forward", "step", id="step-forward",
                 tooltip="Run the next step (one layer forward or backward)"),
         Binding("c,f5", "continue", "continue", id="continue",
@@ -81,6 +81,8 @@ class MainScreen(Screen[None]):
                 tooltip="Write every blob's data and diff at this step to .npy"),
         Binding("l", "toggle_log", "log", id="toggle-log",
                 tooltip="Histogram heights: counts or log10(1 + count)"),
+        Binding("m", "toggle_maximize", "zoom", id="toggle-maximize",
+                tooltip="Fill the screen with the focused pane (m or escape again: back)"),
         Binding("tab", "cycle_panes", "next pane", show=False, id="next-pane",
                 tooltip="Move the focus: layer list, blob table, internals tab"),
         Binding("shift+tab", "cycle_panes(-1)", "previous pane", show=False,
@@ -100,6 +102,7 @@ class MainScreen(Screen[None]):
     | i | Inject a top diff. |
     | e / E | Export the selected blob / every blob. |
     | l | Log histogram. |
+    | m | Zoom the focused pane to the whole screen, and back. |
     | tab | Cycle panes. |
     | escape | Interrupt a continue. |
     """
@@ -164,7 +167,7 @@ class MainScreen(Screen[None]):
             tabs.hide_tab(tab)
         self.layer_list.focus()
         if self.bpinspect.options is not None:
-            self.query_one(SessionHeader).loading = str(self.bpinspect.options.net)
+            self.query_one(SessionHeader).loading_net = str(self.bpinspect.options.net)
 
     def on_resize(self, event: Resize) -> None:
         self.call_after_refresh(self._sync_bins)
@@ -339,8 +342,23 @@ class MainScreen(Screen[None]):
     def action_interrupt(self) -> None:
         if self.bpinspect.interrupt():
             self.status.show("stopping after the layer that is running …", "warning")
+        elif self.maximized is not None:
+            self.minimize()
         else:
             self.status.show("nothing is running (escape stops a continue)")
+
+    def action_toggle_maximize(self) -> None:
+        """The pane that has the focus (schedule, blobs, or the tabs) fills the screen."""
+        if self.maximized is not None:
+            self.minimize()
+            return
+        focused = self.focused
+        panes: list[Widget] = [self.query_one("#left"), self.blob_panel, self.tabs]
+        for pane in panes:
+            if focused is not None and (focused is pane or pane in focused.ancestors):
+                self.maximized = pane
+                return
+        self.maximized = self.tabs
 
     # ------------------------------------------------------------------ user selections
     @on(LayerList.LayerHighlighted)
@@ -381,7 +399,7 @@ class MainScreen(Screen[None]):
 
     def on_session_loaded(self, event: msg.SessionLoaded) -> None:
         self.blob_names = event.blobs
-        self.query_one(SessionHeader).loading = ""
+        self.query_one(SessionHeader).loading_net = ""
         for note in event.notes:
             self.notify(note, title="note", timeout=10)
         self._sync_bindings()
@@ -396,9 +414,7 @@ class MainScreen(Screen[None]):
     def on_run_started(self, event: msg.RunStarted) -> None:
         """A continue shows its bar at once; a single command says what runs only if it
         takes a while (most steps are over before anyone could read it)."""
-        if self._running_timer is not None:
-            self._running_timer.stop()
-            self._running_timer = None
+        self._cancel_running_label()
         if event.total is not None:
             self.status.start(event.label, event.total)
         else:
@@ -409,16 +425,20 @@ class MainScreen(Screen[None]):
         self.status.advance(f"running {event.step.label}  {event.done}/{event.total}  "
                             "(escape stops)", event.done, event.total)
 
-    def on_run_stopped(self, event: msg.RunStopped) -> None:
+    def _cancel_running_label(self) -> None:
         if self._running_timer is not None:
             self._running_timer.stop()
             self._running_timer = None
+
+    def on_run_stopped(self, event: msg.RunStopped) -> None:
+        self._cancel_running_label()
         self.status.finish(event.status, event.severity)
         if event.severity == "warning":
             self.notify(event.status, title="stopped", severity="warning", timeout=6)
         self._sync_bindings()
 
     def on_command_failed(self, event: msg.CommandFailed) -> None:
+        self._cancel_running_label()
         self.status.finish(event.message, "error")
         self.notify(event.message, title=f"{event.label} failed", severity="error", timeout=8)
         self._sync_bindings()
@@ -426,6 +446,7 @@ class MainScreen(Screen[None]):
     def on_internal_error_raised(self, event: msg.InternalErrorRaised) -> None:
         from bpinspect.tui.screens.error import ErrorModal
 
+        self._cancel_running_label()
         self.status.finish(f"internal error in {event.label}: {event.message}", "error")
         self.app.push_screen(ErrorModal(f"internal error in {event.label}", event.message,
                                         event.details))

@@ -49,11 +49,12 @@ class BlobPanel(Vertical):
         padding: 0 1;
     }
     BlobPanel > #histograms {
-        height: 7;
+        height: 1fr;
+        min-height: 4;
     }
     BlobPanel > #histograms > HistogramChart {
         width: 1fr;
-        height: 7;
+        height: 1fr;
         padding: 0 1;
     }
     """
@@ -91,7 +92,7 @@ class BlobPanel(Vertical):
 
     def set_log(self, log: bool) -> None:
         for chart in self.query(HistogramChart):
-            chart.log = log
+            chart.log_counts = log
 
     def show(self, panel: LayerPanel | None) -> None:
         self.panel = panel

@@ -23,13 +23,19 @@ from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from bpinspect.tui.formatting import STAT_COLUMNS, fmt_shape, foreground, stats_strings
+from bpinspect.tui.formatting import (
+    STAT_COLUMNS,
+    fmt_shape,
+    foreground,
+    forget_foreground,
+    stats_strings,
+)
 from bpinspect.tui.view_data import BlobEntry, BlobRef, LayerPanel
 
 ROLE = {"bottom": "in ", "top": "out", "param": "prm"}
 NUMBER = 10  # min, max, mean, std, L2
 WIDTHS = (NUMBER,) * 5 + (6, 7)  # zeros, NaN/Inf
-WHEN = 16
+WHEN = 20
 KINDS = ("head", "data", "diff")
 
 
@@ -91,7 +97,7 @@ class BlobTable(ScrollView, can_focus=True):
 
     DEFAULT_CSS = """
     BlobTable {
-        height: 1fr;
+        height: 13;
     }
     BlobTable > .blob-table--header { text-style: bold; background: $boost; }
     BlobTable > .blob-table--cursor { background: $primary 30%; }
@@ -179,6 +185,7 @@ class BlobTable(ScrollView, can_focus=True):
     # ------------------------------------------------------------------ drawing
     def notify_style_update(self) -> None:
         super().notify_style_update()
+        forget_foreground(self)
         self._strips.clear()
 
     def on_resize(self) -> None:
@@ -189,7 +196,7 @@ class BlobTable(ScrollView, can_focus=True):
         # At least the visible height: a table that fits keeps the same virtual size from
         # layer to layer, and so needs no new layout of the screen.
         height = max(len(self._lines) + 1, self.size.height)
-        self.virtual_size = Size(self.size.width, height)
+        self.virtual_size = Size(0, height)
 
     def _columns(self, first: list[Piece], when: Piece, cells: list[Piece]) -> list[Piece]:
         """Pieces of text in fixed-width columns: name, shape or step, the statistics."""

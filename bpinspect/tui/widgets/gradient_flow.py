@@ -24,7 +24,7 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from bpinspect.session.session import FlowRow
-from bpinspect.tui.formatting import fmt_num, foreground
+from bpinspect.tui.formatting import fmt_num, foreground, forget_foreground, text_strip
 
 EIGHTHS = " ▏▎▍▌▋▊▉█"
 NAME_WIDTH = 16
@@ -112,7 +112,7 @@ class GradientFlow(ScrollView, can_focus=True):
         spans = (log_range([r.data_l2 for r in new]), log_range([r.diff_l2 for r in new]))
         if len(old) != len(new) or spans != self._spans:  # every bar moves
             self._spans = spans
-            self.virtual_size = Size(self.size.width, len(new) + 1)
+            self.virtual_size = Size(0, len(new) + 1)
             self.refresh()
             return
         for i, (a, b) in enumerate(zip(old, new, strict=True)):  # a step changes a row or two
@@ -120,10 +120,11 @@ class GradientFlow(ScrollView, can_focus=True):
                 self.refresh_line(i + 1)
 
     def on_resize(self) -> None:
-        self.virtual_size = Size(self.size.width, len(self.rows) + 1)
+        self.virtual_size = Size(0, len(self.rows) + 1)
 
     def notify_style_update(self) -> None:
         super().notify_style_update()
+        forget_foreground(self)
         self._strips.clear()
 
     # ------------------------------------------------------------------ text
@@ -191,7 +192,6 @@ class GradientFlow(ScrollView, can_focus=True):
             make = partial(self.row_text, row, width)
         strip = self._strips.get(key)
         if strip is None:
-            segments = list(Segment.apply_style(make().render(self.app.console), line_style))
-            strip = Strip(segments).crop_extend(0, width, line_style)
+            strip = text_strip(make(), width, line_style, self.app.console)
             self._strips[key] = strip
         return strip

@@ -175,7 +175,7 @@ class Heatmap(Widget):
         self.refresh()
 
     @property
-    def layout(self) -> PlaneLayout | None:
+    def plane_layout(self) -> PlaneLayout | None:
         """How the plane maps onto the cells now (None before a plane and a size)."""
         if self._layout is None and self.plane is not None and self.size.area:
             self._layout = PlaneLayout(self.plane.shape, self.size.width, self.size.height)
@@ -245,7 +245,7 @@ class Heatmap(Widget):
 
     def render_line(self, y: int) -> Strip:
         width = self.size.width
-        layout = self.layout
+        layout = self.plane_layout
         key = (y, width)
         cached = self._strips.get(key)
         if cached is not None:

@@ -20,7 +20,7 @@ from textual.strip import Strip
 from textual.widget import Widget
 
 from bpinspect.session.stats import Histogram
-from bpinspect.tui.formatting import fmt_num, foreground
+from bpinspect.tui.formatting import fmt_num, foreground, forget_foreground, text_strip
 
 BLOCKS = " ▁▂▃▄▅▆▇█"
 
@@ -111,7 +111,7 @@ class HistogramChart(Widget):
 
     histogram: reactive[Histogram | None] = reactive(None, always_update=True)
     """The counts and bin edges to draw (None: nothing computed yet)."""
-    log: reactive[bool] = reactive(False)
+    log_counts: reactive[bool] = reactive(False)
     """Heights as log10(1 + count) instead of counts."""
     title: reactive[str] = reactive("")
     """What the bars are of, e.g. ``conv1 diff``."""
@@ -136,8 +136,8 @@ class HistogramChart(Widget):
         if h is None:
             head.append("  not computed yet", style=self._style("empty"))
             return [head]
-        if h.log != self.log:
-            h = dataclasses.replace(h, log=self.log)
+        if h.log != self.log_counts:
+            h = dataclasses.replace(h, log=self.log_counts)
         head.append(f"  n={h.total}  {'log' if h.log else 'linear'}",
                     style=self._style("axis"))
         if h.nonfinite:
@@ -160,14 +160,11 @@ class HistogramChart(Widget):
         # The lines are made once per histogram and size (line API: a step repaints the
         # chart without Rich laying out a renderable).
         width, height = self.size.width, self.size.height
-        key = (self._version, self.log, self.title, width, height)
+        key = (self._version, self.log_counts, self.title, width, height)
         if key != self._key:
             base = self.rich_style
-            self._strips = [
-                Strip(list(Segment.apply_style(text.render(self.app.console), base)))
-                .crop_extend(0, width, base)
-                for text in self._texts(width, height)
-            ]
+            self._strips = [text_strip(text, width, base, self.app.console)
+                            for text in self._texts(width, height)]
             self._blank = Strip([Segment(" " * width, base)], width)
             self._key = key
         return self._strips[y] if y < len(self._strips) else self._blank
@@ -177,4 +174,5 @@ class HistogramChart(Widget):
 
     def notify_style_update(self) -> None:
         super().notify_style_update()
+        forget_foreground(self)
         self._key = None

@@ -25,7 +25,7 @@ from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from bpinspect.tui.formatting import foreground
+from bpinspect.tui.formatting import foreground, forget_foreground, text_strip
 from bpinspect.tui.view_data import LayerRow
 
 HEADING = "    F B      layer"
@@ -136,7 +136,7 @@ class LayerList(ScrollView, can_focus=True):
             self._rows = rows
             self._name_width = min(max((len(r.name) for r in rows), default=8), 20)
             self._strips.clear()
-            self.virtual_size = Size(self.size.width, len(rows))
+            self.virtual_size = Size(0, len(rows))
             self.refresh()
             if layer is not None:
                 self.select_layer(layer)
@@ -198,11 +198,12 @@ class LayerList(ScrollView, can_focus=True):
 
     def notify_style_update(self) -> None:
         super().notify_style_update()
+        forget_foreground(self)
         self._strips.clear()
 
     def on_resize(self) -> None:
         self._strips.clear()
-        self.virtual_size = Size(self.size.width, len(self._rows))
+        self.virtual_size = Size(0, len(self._rows))
 
     def on_focus(self) -> None:
         if self.highlighted is not None:
@@ -256,7 +257,6 @@ class LayerList(ScrollView, can_focus=True):
             text.truncate(width, overflow="ellipsis", pad=True)
             line_style = base + (self.get_component_rich_style("layer-list--highlight")
                                  if lit else Style())
-            segments = list(Segment.apply_style(text.render(self.app.console), line_style))
-            strip = Strip(segments).crop_extend(0, width, line_style)
+            strip = text_strip(text, width, line_style, self.app.console)
             self._strips[key] = strip
         return strip

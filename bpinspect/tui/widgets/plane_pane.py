@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 
@@ -11,14 +13,16 @@ from bpinspect.tui.messages import PlaneSelected
 class PlanePane(Vertical, can_focus=True):
     """A focusable view with ``[``/``]`` for the channel and ``{``/``}`` for the batch item."""
 
-    BINDINGS: list[BindingType] = [
-        Binding("left_square_bracket", "channel(-1)", "channel -", id="plane-channel-prev",
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("left_square_bracket", "channel(-1)", "channel -", show=False,
+                id="plane-channel-prev",
                 tooltip="Show the previous channel"),
-        Binding("right_square_bracket", "channel(1)", "channel +", id="plane-channel-next",
+        Binding("right_square_bracket", "channel(1)", "channel +", show=False,
+                id="plane-channel-next",
                 tooltip="Show the next channel"),
-        Binding("left_curly_bracket", "item(-1)", "item -", id="plane-item-prev",
+        Binding("left_curly_bracket", "item(-1)", "item -", show=False, id="plane-item-prev",
                 tooltip="Show the previous item of the batch"),
-        Binding("right_curly_bracket", "item(1)", "item +", id="plane-item-next",
+        Binding("right_curly_bracket", "item(1)", "item +", show=False, id="plane-item-next",
                 tooltip="Show the next item of the batch"),
     ]
     """

@@ -3,7 +3,7 @@ window and winner (seed 001: backward routes each top diff to its window's winne
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from rich.text import Text
@@ -25,7 +25,7 @@ def _pair(p: tuple[int, int]) -> str:
 class PoolingPane(PlanePane):
     """Arrow keys move the output cell; its window is tinted, its winner marked."""
 
-    BINDINGS: list[BindingType] = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("up", "move(-1, 0)", "cell ↑", show=False, id="pool-cell-up",
                 tooltip="Move the output cell up"),
         Binding("down", "move(1, 0)", "cell ↓", show=False, id="pool-cell-down",

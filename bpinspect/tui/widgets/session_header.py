@@ -11,7 +11,7 @@ from textual.app import RenderResult
 from textual.reactive import reactive
 from textual.widget import Widget
 
-from bpinspect.tui.formatting import foreground
+from bpinspect.tui.formatting import foreground, forget_foreground
 from bpinspect.tui.view_data import HeaderInfo
 
 NO_WEIGHTS = "no --weights given"
@@ -47,9 +47,13 @@ class SessionHeader(Widget):
     SessionHeader > .session-header--direction { text-style: bold; }
     """
 
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        forget_foreground(self)
+
     info: reactive[HeaderInfo | None] = reactive(None)
     """What to show (None while the session loads)."""
-    loading: reactive[str] = reactive("")
+    loading_net: reactive[str] = reactive("")
     """The net being loaded, shown until ``info`` arrives."""
 
     def render(self) -> RenderResult:
@@ -58,7 +62,7 @@ class SessionHeader(Widget):
         info = self.info
         if info is None:
             return Text.assemble(("bpinspect ", style("session-header--name")),
-                                 (f"loading {self.loading}", label))
+                                 (f"loading {self.loading_net}", label))
         top = Text(no_wrap=True, overflow="ellipsis")
         top.append(info.net or "(unnamed net)", style=style("session-header--name"))
         top.append("  phase ", style=label)

@@ -9,7 +9,7 @@ from rich.text import Text
 from textual.widgets import DataTable
 
 from bpinspect.session.stats import BlobStats
-from bpinspect.tui.formatting import STAT_COLUMNS, foreground, stats_cells
+from bpinspect.tui.formatting import STAT_COLUMNS, foreground, forget_foreground, stats_cells
 
 StatsRow = tuple[str | Text, str | Text, BlobStats | None]  # (label, detail, stats)
 
@@ -36,6 +36,10 @@ class StatsTable(DataTable[Text | str]):
     StatsTable > .stats-table--nonfinite { color: $error; text-style: bold; }
     StatsTable > .stats-table--missing { color: $text-muted; }
     """
+
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        forget_foreground(self)
 
     def __init__(self, first_column: str = "", detail_column: str = "", *,
                  id: str | None = None, classes: str | None = None) -> None:  # noqa: A002

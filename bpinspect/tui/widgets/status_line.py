@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from rich.style import Style
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.widgets import ProgressBar
 
-from bpinspect.tui.formatting import foreground
+from bpinspect.tui.formatting import foreground, forget_foreground
 from bpinspect.tui.widgets.text_view import TextView
 
 
@@ -52,6 +53,10 @@ class StatusLine(Horizontal):
     StatusLine > .status-line--running { color: $accent; }
     """
 
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        forget_foreground(self)
+
     def compose(self) -> ComposeResult:
         yield TextView("", id="status-text")
         yield ProgressBar(total=1, show_eta=False, id="status-progress")
@@ -63,7 +68,7 @@ class StatusLine(Horizontal):
 
     def show(self, message: str, severity: str = "information") -> None:
         """Show ``message``; severity "error" or "warning" colours it."""
-        style = ""
+        style: Style | str = ""
         if severity in ("error", "warning"):
             style = foreground(self, f"status-line--{severity}")
         self.query_one("#status-text", TextView).update(Text(message, style=style))
