@@ -39,3 +39,11 @@ def make_app(net: str, **changes: object):
     app = BpinspectApp(make_options(net, **changes))
     app.animation_level = "none"
     return app
+
+
+@pytest.fixture(autouse=True)
+def _plain_terminal_environment(monkeypatch) -> None:
+    """Snapshots compare colours: a NO_COLOR or FORCE_COLOR in the caller's shell
+    must not change what the app draws."""
+    for name in ("NO_COLOR", "FORCE_COLOR", "TEXTUAL_THEME", "TEXTUAL_ANIMATIONS"):
+        monkeypatch.delenv(name, raising=False)

@@ -69,6 +69,7 @@ async def select_layer(pilot: Pilot, name: str) -> None:
     assert layers.highlighted_layer == name
 
 
+@pytest.mark.slow
 async def test_caffenet_step_break_inject_export_back_restart_help(tmp_path) -> None:
     app = make_app("caffenet.prototxt", export_dir=str(tmp_path))
     async with app.run_test(size=SIZE) as pilot:

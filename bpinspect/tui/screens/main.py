@@ -107,7 +107,7 @@ class MainScreen(Screen[None]):
     | escape | Interrupt a continue. |
     """
 
-    HORIZONTAL_BREAKPOINTS = [(0, "-too-narrow"), (MIN_WIDTH, "-width-ok")]
+    HORIZONTAL_BREAKPOINTS = [(0, "-too-narrow"), (MIN_WIDTH, "-narrow"), (150, "-wide")]
     VERTICAL_BREAKPOINTS = [(0, "-too-short"), (MIN_HEIGHT, "-height-ok")]
 
     def __init__(self) -> None:

@@ -49,12 +49,11 @@ class BlobPanel(Vertical):
         padding: 0 1;
     }
     BlobPanel > #histograms {
-        height: 1fr;
-        min-height: 4;
+        height: 7;
     }
     BlobPanel > #histograms > HistogramChart {
         width: 1fr;
-        height: 1fr;
+        height: 7;
         padding: 0 1;
     }
     """

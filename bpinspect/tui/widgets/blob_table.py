@@ -97,7 +97,7 @@ class BlobTable(ScrollView, can_focus=True):
 
     DEFAULT_CSS = """
     BlobTable {
-        height: 13;
+        height: 1fr;
     }
     BlobTable > .blob-table--header { text-style: bold; background: $boost; }
     BlobTable > .blob-table--cursor { background: $primary 30%; }
@@ -195,8 +195,9 @@ class BlobTable(ScrollView, can_focus=True):
     def _set_virtual_size(self) -> None:
         # At least the visible height: a table that fits keeps the same virtual size from
         # layer to layer, and so needs no new layout of the screen.
-        height = max(len(self._lines) + 1, self.size.height)
-        self.virtual_size = Size(0, height)
+        height = max(len(self._lines) + 1, self.scrollable_content_region.height)
+        width = self.line_width if self.line_width > self.size.width else 0
+        self.virtual_size = Size(width, height)
 
     def _columns(self, first: list[Piece], when: Piece, cells: list[Piece]) -> list[Piece]:
         """Pieces of text in fixed-width columns: name, shape or step, the statistics."""
@@ -247,8 +248,13 @@ class BlobTable(ScrollView, can_focus=True):
         self._width = self.scrollable_content_region.width
         return super().render_lines(crop)
 
+    @property
+    def line_width(self) -> int:
+        """Cells a full line takes (wider than the widget: it scrolls sideways)."""
+        return self._name_width + 2 + WHEN + sum(w + 2 for w in WIDTHS)
+
     def render_line(self, y: int) -> Strip:
-        width = self._width
+        width = max(self._width, self.line_width)  # cached at full width, cropped below
         base = self._base_style
         if y == 0:
             key = (-1, False, False, width)
@@ -257,7 +263,7 @@ class BlobTable(ScrollView, can_focus=True):
         else:
             index = y - 1 + int(self.scroll_offset.y)
             if index >= len(self._lines):
-                return Strip([Segment(" " * width, base)], width)
+                return Strip([Segment(" " * self._width, base)], self._width)
             at_cursor = index == self.cursor
             same_blob = self._lines[index][0] == self._lines[self.cursor][0]
             key = (index, at_cursor, same_blob, width)
@@ -273,7 +279,8 @@ class BlobTable(ScrollView, can_focus=True):
                         for text, style in pieces_fn() if text]
             strip = Strip(segments).crop_extend(0, width, line_style)
             self._strips[key] = strip
-        return strip
+        x = int(self.scroll_offset.x)
+        return strip.crop(x, x + self._width)
 
     def render_lines_text(self) -> list[str]:
         """Every line as plain text, header first (for tests and for copying)."""
