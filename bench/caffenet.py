@@ -7,7 +7,8 @@
 Medians of --repeat runs after --warmup runs. fwd+bwd includes the parameter
 gradients, as Caffe computes them. Every figure is printed beside references
 measured in the same run: the float32 GEMM bound of this machine (or GPU),
-and PyTorch when --torch is given and torch is importable (it is never a
+the time of the net's own GEMMs alone (the same shapes on random operands:
+"outside" is the share of fwd+bwd spent in everything else), and PyTorch when --torch is given and torch is importable (it is never a
 dependency of bpinspect). On a GPU each layer is timed between device
 synchronizations.
 """
@@ -54,6 +55,49 @@ def gemm_gflops(xp, n: int = 2048, repeat: int = 5) -> float:
         synchronize(xp)
         times.append(time.perf_counter() - t)
     return 2 * n**3 / statistics.median(times) / 1e9
+
+
+def gemm_shapes(net: Net) -> list[tuple[int, int, int]]:
+    """(m, k, n) of every GEMM one forward + backward of ``net`` runs, as Caffe's
+    im2col formulation has them: per conv group, W·col, dY·colᵀ (the weight diff)
+    and Wᵀ·dY (the column diff); per inner product, X·Wᵀ, dYᵀ·X and dY·W."""
+    shapes = []
+    for i, layer in enumerate(net.layers):
+        params = net.params.get(layer.name, [])
+        if layer.type in ("Convolution", "Deconvolution") and params:
+            out_c, k_per_group = params[0].shape[0], int(np.prod(params[0].shape[1:]))
+            groups = layer.group
+            # The column matrix spans the spatial side that the kernel slides over.
+            side = net.top_names[layer.name][0] if layer.type == "Convolution" \
+                else net.bottom_names[layer.name][0]
+            shape = net.blobs[side].shape
+            cols = shape[0] * int(np.prod(shape[2:]))
+            m = out_c // groups
+            shapes += [(m, k_per_group, cols), (m, cols, k_per_group),
+                       (k_per_group, m, cols)] * groups
+        elif layer.type == "InnerProduct" and params:
+            out, k = params[0].shape
+            rows = net.blobs[net.bottom_names[layer.name][0]].count // k
+            shapes += [(rows, k, out), (out, rows, k), (rows, out, k)]
+    return shapes
+
+
+def time_gemms(xp, shapes: list[tuple[int, int, int]], warmup: int, repeat: int) -> float:
+    """Median seconds of the GEMMs alone, on random operands of the same shapes."""
+    rng = np.random.default_rng(0)
+    operands = [(xp.asarray(rng.standard_normal((m, k), dtype=np.float32)),
+                 xp.asarray(rng.standard_normal((k, n), dtype=np.float32)))
+                for m, k, n in shapes]
+    totals = []
+    for run in range(warmup + repeat):
+        synchronize(xp)
+        t = time.perf_counter()
+        for a, b in operands:
+            a @ b
+        synchronize(xp)
+        if run >= warmup:
+            totals.append(time.perf_counter() - t)
+    return statistics.median(totals)
 
 
 def time_net(net: Net, warmup: int, repeat: int) -> dict[str, list[float]]:
@@ -156,7 +200,8 @@ def main() -> None:
         where = device.name if device.is_gpu else cpu_name()
         print(f"device: {where}; NumPy {np.__version__}; float32 GEMM {gflops:.0f} GFLOP/s")
         print(f"{'batch':>5} {'fwd ms':>9} {'fwd+bwd ms':>11} {'GEMM bound fb':>14} "
-              f"{'ratio to bound':>14} {'torch fwd':>10} {'torch fb':>9} {'ratio fb':>9}")
+              f"{'ratio to bound':>14} {'its GEMMs':>10} {'outside':>8} "
+              f"{'torch fwd':>10} {'torch fb':>9} {'ratio fb':>9}")
         for batch in args.batch:
             net = Net(NET, device=device, seed=0)
             net.blobs["data"].reshape((batch, 3, 227, 227))
@@ -167,11 +212,13 @@ def main() -> None:
             f_ms = statistics.median(t["total_f"]) * 1e3
             fb_ms = statistics.median(t["total_fb"]) * 1e3
             bound_ms = 3 * FWD_GFLOP_PER_IMAGE * batch / gflops * 1e3
+            gemm_ms = time_gemms(xp, gemm_shapes(net), args.warmup, args.repeat) * 1e3
             ref = torch_times(batch, args.warmup, args.repeat, device.is_gpu) if args.torch else None
             ref_cols = (f"{ref[0] * 1e3:10.1f} {ref[1] * 1e3:9.1f} {fb_ms / (ref[1] * 1e3):9.2f}"
                         if ref else f"{'-':>10} {'-':>9} {'-':>9}")
+            outside = 1 - gemm_ms / fb_ms
             print(f"{batch:5d} {f_ms:9.1f} {fb_ms:11.1f} {bound_ms:14.1f} "
-                  f"{fb_ms / bound_ms:14.2f} {ref_cols}")
+                  f"{fb_ms / bound_ms:14.2f} {gemm_ms:10.1f} {outside:8.0%} {ref_cols}")
             if args.per_layer:
                 print(f"  {'layer':<10} {'type':<14} {'fwd ms':>8} {'bwd ms':>8}")
                 for i, layer in enumerate(net.layers):

@@ -1,6 +1,7 @@
 """CUDA kernels for the layers whose array formulation is slow on a GPU.
 
-On NumPy, pooling and col2im are loops over the kernel offsets with one
+On NumPy, im2col is a copy of a 6-D strided view of a zero-padded copy of
+the input, and pooling and col2im are loops over the kernel offsets with one
 strided array operation each: cheap on a CPU, but on a GPU that is k*k
 kernel launches over small slabs (121 for conv1's col2im). Here each output
 element is one CUDA thread that walks its own window, as Caffe's
@@ -45,6 +46,25 @@ _COL2IM = _DECOMPOSE + """
         }
     }
     dx = acc;
+"""
+
+# One thread per (channel, column) of the (C*KH*KW, N*HO*WO) column matrix, looping
+# over the kernel offsets as Caffe's im2col_gpu_kernel does: consecutive threads
+# write consecutive columns.
+_IM2COL = """
+    const int cols = N * HO * WO;
+    const int k = i % cols, c_ = i / cols;
+    const int wo = k % WO, ho = (k / WO) % HO, n_ = k / (WO * HO);
+    const int h0 = ho * SH - PH, w0 = wo * SW - PW;
+    const T* plane = &x[(long long)(n_ * C + c_) * H * W];
+    long long out = (long long)c_ * KH * KW * cols + k;
+    for (int ki = 0; ki < KH; ++ki) {
+        const int h = h0 + ki * DH;
+        for (int kj = 0; kj < KW; ++kj, out += cols) {
+            const int w = w0 + kj * DW;
+            col[out] = (h >= 0 && h < H && w >= 0 && w < W) ? plane[h * W + w] : (T)0;
+        }
+    }
 """
 
 # Top-element decomposition: i -> (n, c, ph, pw) of the (N, C, HO, WO) top.
@@ -114,6 +134,7 @@ _GEOMETRY = "int32 N, int32 C, int32 H, int32 W, int32 HO, int32 WO, int32 KH, i
 def _kernel(xp: Any, name: str) -> Any:
     """Compile (once per process) the named kernel with ``xp.ElementwiseKernel``."""
     specs = {
+        "im2col": (f"raw T x, {_GEOMETRY}, int32 DH, int32 DW", "raw T col", _IM2COL),
         "col2im": (f"raw T col, {_GEOMETRY}, int32 DH, int32 DW", "T dx", _COL2IM),
         "max_forward": (f"raw T x, T lowest, {_GEOMETRY}", "T y, int64 mask", _MAX_FORWARD),
         "max_backward": (f"raw T dy, raw int64 mask, {_GEOMETRY}", "T dx", _MAX_BACKWARD),
@@ -127,6 +148,20 @@ def _kernel(xp: Any, name: str) -> Any:
 def _geometry(n: int, c: int, h: int, w: int, ho: int, wo: int, g: tuple[int, ...]) -> list:
     kh, kw, sh, sw, ph, pw = g
     return [np.int32(v) for v in (n, c, h, w, ho, wo, kh, kw, sh, sw, ph, pw)]
+
+
+def im2col(xp: Any, x: Array, out: Array, out_hw: tuple[int, int],
+           geometry: tuple[int, ...]) -> Array:
+    """Write the column matrix of ``x`` into ``out`` (C-contiguous), reading zeros
+    outside the image (no padded copy; geometry: kh kw sh sw ph pw dh dw)."""
+    if not out.flags.c_contiguous:
+        raise ValueError("im2col writes a C-contiguous column matrix")
+    n, c, h, w = x.shape
+    args = _geometry(n, c, h, w, *out_hw, geometry[:6])
+    threads = c * n * out_hw[0] * out_hw[1]
+    _kernel(xp, "im2col")(xp.ascontiguousarray(x), *args, np.int32(geometry[6]),
+                          np.int32(geometry[7]), out, size=threads)
+    return out
 
 
 def col2im(xp: Any, col: Array, shape: tuple[int, ...], out_hw: tuple[int, int],

@@ -93,6 +93,10 @@ def im2col(x: Array, g: Geometry, out: Array | None = None) -> Array:
     ho, wo = g.out_size(h, w)
     if g.is_pointwise and n == 1 and x.flags.c_contiguous:
         return x.reshape(c, h * w)  # a view: nothing to lay out
+    if xp is not np:  # one CUDA thread per column element, no padded copy
+        if out is None:
+            out = xp.empty((c * g.kh * g.kw, n * ho * wo), dtype=x.dtype)
+        return _cuda.im2col(xp, x, out, (ho, wo), tuple(g))
     if g.ph or g.pw:
         padded = scratch("im2col.pad", (n, c, h + 2 * g.ph, w + 2 * g.pw), x.dtype, xp)
         padded.fill(0)
