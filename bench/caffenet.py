@@ -217,8 +217,13 @@ def main() -> None:
             ref_cols = (f"{ref[0] * 1e3:10.1f} {ref[1] * 1e3:9.1f} {fb_ms / (ref[1] * 1e3):9.2f}"
                         if ref else f"{'-':>10} {'-':>9} {'-':>9}")
             outside = 1 - gemm_ms / fb_ms
+            share = f"{outside:8.0%}" if outside >= 0 else f"{'-':>8}"
             print(f"{batch:5d} {f_ms:9.1f} {fb_ms:11.1f} {bound_ms:14.1f} "
-                  f"{fb_ms / bound_ms:14.2f} {gemm_ms:10.1f} {outside:8.0%} {ref_cols}")
+                  f"{fb_ms / bound_ms:14.2f} {gemm_ms:10.1f} {share} {ref_cols}")
+            if outside < 0:
+                print("      (its GEMMs, as plain BLAS calls, take longer than the net: at "
+                      "batch 1 the weight diffs are outer products, which the net computes "
+                      "without BLAS)")
             if args.per_layer:
                 print(f"  {'layer':<10} {'type':<14} {'fwd ms':>8} {'bwd ms':>8}")
                 for i, layer in enumerate(net.layers):

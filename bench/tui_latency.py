@@ -65,13 +65,13 @@ def batch_factory(batch: int):  # noqa: ANN201
     if batch == 1:
         return None
 
-    def build(opts: argparse.Namespace):  # noqa: ANN202
+    def build(opts: argparse.Namespace, **kwargs):  # noqa: ANN202, ANN003
         import numpy as np
 
         from bpinspect.backend import rng
         from bpinspect.session.options import session_from_options
 
-        session = session_from_options(opts)
+        session = session_from_options(opts, **kwargs)
         name = session.net.inputs[0]
         shape = (batch, *session.net.blobs[name].shape[1:])
         session.set_input(name, (rng(0).standard_normal(shape) * 50).astype(np.float32))

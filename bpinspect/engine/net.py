@@ -40,6 +40,7 @@ params is marked off (Caffe calls its Backward, which then does nothing).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -54,6 +55,9 @@ from bpinspect.proto import caffe_pb2
 __all__ = ["Net", "filter_net", "state_meets_rule"]
 
 Shape = tuple[int, ...]
+# progress(what, done, total): building a big net takes seconds (reading a
+# caffemodel, filling 60M weights); total None where there is nothing to count.
+Progress = Callable[[str, int, "int | None"], None]
 
 _PHASES = {"train": caffe_pb2.TRAIN, "test": caffe_pb2.TEST}
 _PHASE_NAMES = {caffe_pb2.TRAIN: "train", caffe_pb2.TEST: "test"}
@@ -152,6 +156,7 @@ class Net:
         dtype: Any = np.float32,
         level: int | None = None,
         stages: tuple[str, ...] | list[str] = (),
+        progress: Progress | None = None,
     ) -> None:
         self.device: Device = device if device is not None else CPU
         self.dtype = np.dtype(dtype)
@@ -177,7 +182,9 @@ class Net:
         self.param: caffe_pb2.NetParameter = insert_splits(filter_net(param))
         self._init_layers()
         self._init_backward()
+        self._progress = progress
         self._init_params(weights)
+        self._progress = None
         for i, layer in enumerate(self.layers):
             layer.reset_rng(self.seed + 1 + i)
 
@@ -474,16 +481,31 @@ class Net:
         if weights is not None:
             from bpinspect.io.caffemodel import read_caffemodel
 
-            trained = read_caffemodel(os.fspath(weights), self.notes)
+            path = os.fspath(weights)
+            report = self._progress
+
+            def megabytes(done: int, size: int) -> None:
+                if report:  # whole MB, a small file counting as one
+                    total = max(1, -(-size >> 20))
+                    report(f"reading {path} (MB)", total if done >= size else done >> 20, total)
+
+            trained = read_caffemodel(path, self.notes, megabytes if report else None)
+            if report:
+                report(f"decoding {path}", 0, None)
             covered = {layer.name for layer in trained.layer if len(layer.blobs)}
         self.params: dict[str, list[Blob]] = {}
         owners: dict[str, tuple[int, Blob]] = {}  # ParamSpec name -> (layer, its Blob)
         msra_layers: list[str] = []
+        with_params = sum(1 for layer in self.layers if layer.param_shapes)
+        done = 0
         for i, layer in enumerate(self.layers):
             lp = self.param.layer[i]
             if not layer.param_shapes:
                 layer.blobs = []
                 continue
+            if self._progress:
+                self._progress(f"filling the params of {lp.name}", done, with_params)
+            done += 1
             param_fillers = layer.param_fillers()
             blobs: list[Blob] = []
             for j, shape in enumerate(layer.param_shapes):
@@ -511,6 +533,8 @@ class Net:
             from bpinspect.io.caffemodel import copy_trained_layers
 
             path = os.fspath(weights)
+            if self._progress:
+                self._progress(f"copying the weights of {path}", 0, None)
             self.notes.extend(copy_trained_layers(trained, self.params, path, self.layer_names))
             self.weights_source: str = path
             if msra_layers:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import os
 import secrets
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -52,14 +52,16 @@ _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
 
 def read_caffemodel(
-    path: str | os.PathLike[str], notes: list[str] | None = None
+    path: str | os.PathLike[str], notes: list[str] | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> caffe_pb2.NetParameter:
     """The ``NetParameter`` stored in a ``.caffemodel``, upgraded to the current format.
 
     A missing, truncated or corrupt file, an HDF5 snapshot, a text prototxt
     or a file with no layers gives a one-line ``BpinspectError`` naming it.
+    ``progress(bytes_read, size)`` follows the reading.
     """
-    data = read_bytes(path)
+    data = read_bytes(path, progress)
     if not data:
         raise BpinspectError(f"{path}: empty file; expected a binary .caffemodel")
     if data.startswith(_HDF5_SIGNATURE):

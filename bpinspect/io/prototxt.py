@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from collections.abc import Callable
 from typing import TypeVar
 
 from google.protobuf import text_format
@@ -105,10 +106,27 @@ def read_text(path: str | os.PathLike[str]) -> str:
         ) from None
 
 
-def read_bytes(path: str | os.PathLike[str]) -> bytes:
-    """A file's bytes, or a one-line ``BpinspectError`` saying why not."""
+READ_CHUNK = 16 << 20
+
+
+def read_bytes(path: str | os.PathLike[str],
+               progress: Callable[[int, int], None] | None = None) -> bytes:
+    """A file's bytes, or a one-line ``BpinspectError`` saying why not.
+
+    ``progress(bytes_read, size)`` is called as chunks arrive (a caffemodel
+    can be hundreds of MB on a slow disk).
+    """
     try:
-        return Path(path).read_bytes()
+        if progress is None:
+            return Path(path).read_bytes()
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            data = bytearray()
+            progress(0, size)
+            while chunk := f.read(READ_CHUNK):
+                data += chunk
+                progress(len(data), size)
+            return bytes(data)
     except FileNotFoundError:
         raise BpinspectError(f"{path}: no such file") from None
     except IsADirectoryError:

@@ -17,6 +17,7 @@ from typing import Any
 
 from bpinspect.backend import get_array_module
 from bpinspect.engine.blob import Blob
+from bpinspect.layers._gemm import add_product
 from bpinspect.layers.base import Layer, Shape
 from bpinspect.layers.registry import register
 from bpinspect.layers.shape import canonical_axis, count
@@ -71,7 +72,10 @@ class InnerProduct(Layer):
         dy = top[0].diff.reshape(self._m, self.num_output)
         if self.param_propagate_down[0]:
             x = bottom[0].data.reshape(self._m, self._k)
-            self.blobs[0].diff += x.T @ dy if self.transpose else dy.T @ x
+            if self.transpose:
+                add_product(self.blobs[0].diff, x.T, dy)
+            else:
+                add_product(self.blobs[0].diff, dy.T, x)
         if self.bias_term and self.param_propagate_down[1]:
             self.blobs[1].diff += xp.sum(dy, axis=0)
         if propagate_down[0]:

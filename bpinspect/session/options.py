@@ -11,8 +11,9 @@ from bpinspect.session.schedule import BOTH, DIRECTIONS
 from bpinspect.session.session import Session
 
 
-def load_net(options: argparse.Namespace, dtype: Any = None) -> Any:
-    """The Net of ``options.net`` with its weights, phase, device and seed."""
+def load_net(options: argparse.Namespace, dtype: Any = None, progress: Any = None) -> Any:
+    """The Net of ``options.net`` with its weights, phase, device and seed
+    (``progress``: see ``bpinspect.engine.net.Progress``)."""
     from bpinspect import backend
     from bpinspect.engine.net import Net
 
@@ -20,7 +21,7 @@ def load_net(options: argparse.Namespace, dtype: Any = None) -> Any:
     kwargs = {} if dtype is None else {"dtype": dtype}
     return Net(options.net, weights=getattr(options, "weights", None),
                phase=getattr(options, "phase", None) or "test", device=device,
-               seed=getattr(options, "seed", 0) or 0, **kwargs)
+               seed=getattr(options, "seed", 0) or 0, progress=progress, **kwargs)
 
 
 def parse_input_option(text: str, inputs: list[str]) -> tuple[str, str]:
@@ -62,14 +63,15 @@ def parse_break(text: str) -> tuple[str, str]:
     return text, BOTH
 
 
-def session_from_options(options: argparse.Namespace, **session_kwargs: Any) -> Session:
+def session_from_options(options: argparse.Namespace, progress: Any = None,
+                         **session_kwargs: Any) -> Session:
     """The Session that ``bpinspect NET [options]`` debugs; BpinspectError on bad input.
 
     ``options`` has the fields that ``bpinspect.cli`` defines: net, weights, input,
     mean, top_diff, phase, device, seed and, for the TUI, breaks and export_dir.
     """
     injections = [parse_assignment(t) for t in getattr(options, "top_diff", None) or []]
-    net = load_net(options)
+    net = load_net(options, progress=progress)
     inputs, sources = read_inputs(net, options)
     session = Session(
         net,

@@ -79,7 +79,7 @@ class BpinspectApp(App[int]):
 
     def __init__(self, options: argparse.Namespace | None = None, *,
                  session: Session | None = None,
-                 session_factory: Callable[[argparse.Namespace], Session] | None = None) -> None:
+                 session_factory: Callable[..., Session] | None = None) -> None:
         super().__init__()
         self.options = options
         """The command line (None when a session is handed over directly)."""
@@ -267,8 +267,11 @@ class BpinspectApp(App[int]):
             from bpinspect.session.options import session_from_options
 
             factory = session_from_options
+        def progress(what: str, done: int, total: int | None) -> None:
+            self._post(msg.LoadProgressed(done, total, what))
+
         try:
-            session = factory(options)
+            session = factory(options, progress=progress)
         except BpinspectError as exc:
             self.load_error = str(exc)
             self._post(msg.SessionFailed(str(exc)))

@@ -395,7 +395,11 @@ class MainScreen(Screen[None]):
 
     # ------------------------------------------------------------------ worker messages
     def on_load_progressed(self, event: msg.LoadProgressed) -> None:
-        self.status.start(event.what, event.total)
+        if event.total is None:
+            self.status.start(event.what, None)
+        else:
+            self.status.advance(f"{event.what}  {event.done}/{event.total}", event.done,
+                                event.total)
 
     def on_session_loaded(self, event: msg.SessionLoaded) -> None:
         self.blob_names = event.blobs
