@@ -65,7 +65,8 @@ def pooled_size(size: int, kernel: int, pad: int, stride: int, ceil: bool = True
 @register("Pooling")
 class Pooling(Layer):
     exact_num_bottoms = 1
-    exact_num_tops = 1  # Caffe's optional second top (the MAX mask) is the argmax internal
+    min_num_tops = 1
+    max_num_tops = 2  # MAX may have a second top: the argmax mask, as Caffe's top_mask
 
     def __init__(self, param: Any, phase: str = "test") -> None:
         super().__init__(param, phase)
@@ -78,6 +79,9 @@ class Pooling(Layer):
             self.fail("STOCHASTIC pooling is not supported (MAX and AVE are)")
         if self.method not in (MAX, AVE):
             self.fail(f"unknown pooling method {self.method}")
+        self.mask_top = len(param.top) == 2
+        if self.mask_top and self.method != MAX:
+            self.fail("only MAX pooling has a second top (its argmax mask)")
         self.kh = self.kw = 0  # global pooling: set from the bottom in setup
         if self.global_pooling:
             if has("kernel_size") or has("kernel_h") or has("kernel_w"):
@@ -124,7 +128,7 @@ class Pooling(Layer):
         if ho <= 0 or wo <= 0:
             self.fail(f"the {self.kh}x{self.kw} window does not fit the input {h}x{w}")
         self.param_shapes = []
-        return [(n, c, ho, wo)]
+        return [(n, c, ho, wo)] * (2 if self.mask_top else 1)
 
     def internals(self) -> dict[str, Array]:
         if self.method == MAX:
@@ -160,6 +164,8 @@ class Pooling(Layer):
         x = bottom[0].data
         if self.method == MAX:
             top[0].data = self._forward_max(x, top[0].shape)
+            if self.mask_top:  # Caffe writes the flat index h * W + w as a float, -1 for none
+                top[1].data = self._argmax.astype(x.dtype)
         else:
             top[0].data = self._forward_ave(x, top[0].shape)
 

@@ -303,6 +303,24 @@ def test_bad_parameters_name_the_layer(text, message):
     assert "'bad'" in str(err.value)
 
 
+def test_a_second_max_top_is_the_mask_as_floats(xp):
+    layer = make_layer('name: "p" type: "Pooling" top: "p" top: "mask" '
+                       "pooling_param { pool: MAX kernel_size: 3 stride: 2 pad: 1 }")
+    x = distinct_values((2, 3, 7, 6), seed=4)
+    (top, mask), _, _ = run_forward(layer, [x], xp=xp)
+    expected, argmax = pool_reference(x, "MAX", 3, 3, 2, 2, 1, 1)
+    np.testing.assert_allclose(top, expected, rtol=1e-12)
+    assert mask.dtype == x.dtype
+    np.testing.assert_array_equal(mask, argmax.astype(x.dtype))
+
+
+def test_only_max_pooling_takes_a_second_top():
+    with pytest.raises(BpinspectError, match="only MAX pooling has a second top") as err:
+        make_layer('name: "ave" type: "Pooling" top: "a" top: "b" '
+                   "pooling_param { pool: AVE kernel_size: 2 }")
+    assert "'ave'" in str(err.value)
+
+
 @pytest.mark.parametrize(
     "text, shape, message",
     [
