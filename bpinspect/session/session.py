@@ -136,6 +136,10 @@ class Session:
         self.injections: dict[str, Injection] = {}
         self.cursor = 0
         self._seeded = False  # the backward pass has begun (diffs seeded)
+        # Bumped when what a step computes may change (inputs, injections, a restart):
+        # values derived from steps already run stay valid until then.
+        self.generation = 0
+        self._flow_norms: dict[tuple[Any, ...], float] = {}
         self._inputs: dict[str, np.ndarray] = {}
         self.input_sources: dict[str, str] = {}  # blob -> where its values came from
         given = dict(inputs or {})
@@ -383,7 +387,12 @@ class Session:
         if self.injections.pop(blob, None) is not None:
             self._injections_changed(f"removed the injection at {blob}")
 
+    def _new_generation(self) -> None:
+        self.generation += 1
+        self._flow_norms.clear()
+
     def _injections_changed(self, what: str) -> None:
+        self._new_generation()
         if self._seeded:
             self._restore(self._n)
             what += "; rewound to the start of the backward pass"
@@ -397,6 +406,7 @@ class Session:
     # ------------------------------------------------------------------ running
     def restart(self) -> None:
         """A new pass with the same inputs, weights and injections; breakpoints kept."""
+        self._new_generation()
         self.history.clear()
         self.cursor = 0
         self._seeded = False
@@ -752,11 +762,26 @@ class Session:
         rows = []
         for name in self.net.layer_names:
             for top in self.net.top_names[name]:
-                d = self._layer_value(top, "data", name, FORWARD, "after")
-                g = self._layer_value(top, "diff", name, BACKWARD, "before")
-                rows.append(FlowRow(name, top, None if d is None else l2_norm(d),
-                                    None if g is None else l2_norm(g)))
+                rows.append(FlowRow(name, top, self._flow_norm(top, "data", name, FORWARD),
+                                    self._flow_norm(top, "diff", name, BACKWARD)))
         return rows
+
+    def _flow_norm(self, top: str, kind: str, layer: str, direction: str) -> float | None:
+        """L2 of ``top``'s data after ``layer``'s forward, or of its diff before the
+        layer's backward; remembered once that step has run (it cannot change until
+        a new generation), so a step recomputes only what it produced."""
+        ran = self.step_of(layer, direction).index < self.cursor
+        key = (top, kind, layer)
+        if ran and key in self._flow_norms:
+            return self._flow_norms[key]
+        when = "after" if direction == FORWARD else "before"
+        a = self._layer_value(top, kind, layer, direction, when)
+        if a is None:
+            return None
+        norm = l2_norm(a)
+        if ran:  # (until its backward step runs, a top's diff may yet be seeded)
+            self._flow_norms[key] = norm
+        return norm
 
     # ------------------------------------------------------------------ internals
     def _layer_for_view(self, layer: str, types: tuple[str, ...]) -> tuple[int, Any]:

@@ -146,6 +146,9 @@ def l2_norm(a: Array) -> float:
     """The L2 norm, accumulated in float64 (NaN when ``a`` holds a NaN)."""
     xp = get_array_module(a)
     x = a.ravel()
-    if x.dtype.itemsize < 8:
-        x = x.astype(xp.float64)
-    return float(xp.sqrt(xp.square(x).sum()))
+    # Squares in the array's dtype, summed in float64: no float64 copy of a big blob.
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow is handled below
+        sumsq = float(xp.square(x).sum(dtype=xp.float64))
+    if x.dtype.itemsize < 8 and sumsq == float("inf") and bool(xp.isfinite(x).all()):
+        sumsq = float(xp.square(x.astype(xp.float64)).sum())  # a square overflowed float32
+    return sumsq**0.5

@@ -509,6 +509,34 @@ def test_saliency_and_gradient_flow(lrn_pool_net):
     assert early[2].data_l2 is None
 
 
+def _flow(session):
+    return [(r.layer, r.blob, r.data_l2, r.diff_l2) for r in session.gradient_flow()]
+
+
+def test_gradient_flow_remembers_nothing_stale(make_net):
+    """The session keeps each norm once its step ran: after a step back, a re-run, an
+    injection change, at the seeding of the backward pass, it reads as a fresh session."""
+    net_text = (NETS / "lrn_pool.prototxt").read_text()
+
+    def fresh(spec, upto):
+        other = Session(make_net(net_text), injections={"ip": spec})
+        other.goto(upto)
+        return _flow(other)
+
+    s = Session(make_net(net_text), injections={"ip": "onehot:3"})
+    first_backward = s.step_of("ip", "backward").index
+    for upto in (first_backward, first_backward + 1, len(s.schedule)):
+        s.goto(upto)
+        assert _flow(s) == fresh("onehot:3", upto)
+    s.goto(first_backward - 2)  # back into the forward pass, then forward again
+    assert _flow(s) == fresh("onehot:3", first_backward - 2)
+    s.goto(len(s.schedule))
+    assert _flow(s) == fresh("onehot:3", len(s.schedule))
+    s.inject("ip", "onehot:1")
+    s.continue_()
+    assert _flow(s) == fresh("onehot:1", len(s.schedule))
+
+
 # ---- internals -------------------------------------------------------------------
 
 

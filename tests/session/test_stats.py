@@ -86,3 +86,7 @@ def test_histogram_constant_and_range(xp):
 def test_l2_norm(xp):
     a = _sample(xp)
     assert l2_norm(a) == pytest.approx(np.linalg.norm(to_host(a).astype(np.float64)))
+    big = xp.asarray(np.array([3e20, -4e20], np.float32))  # squares overflow float32
+    assert l2_norm(big) == pytest.approx(5e20, rel=1e-6)
+    assert np.isnan(l2_norm(xp.asarray(np.array([1.0, np.nan], np.float32))))
+    assert l2_norm(xp.asarray(np.array([1.0, np.inf], np.float32))) == np.inf
