@@ -345,6 +345,47 @@ async def test_a_net_that_does_not_load_is_reported_in_the_app(tmp_path) -> None
         assert app.screen.query_one("#error-message") is not None
 
 
+async def test_loading_shows_how_far_it_got(tmp_path) -> None:
+    """The weights of a real caffemodel are read in chunks: the status line counts them."""
+    from textual.widgets import ProgressBar
+
+    from bpinspect.engine.net import Net
+    from bpinspect.session.options import session_from_options
+
+    from .conftest import NETS, make_options
+
+    weights = tmp_path / "w.caffemodel"
+    Net(NETS / "lrn_pool.prototxt", seed=1).save(weights)
+    reading = threading.Event()
+    release = threading.Event()
+
+    def factory(options, progress):  # noqa: ANN001
+        def report(what: str, done: int, total: int | None) -> None:
+            progress(what, done, total)
+            if what.startswith("reading ") and done and not reading.is_set():
+                reading.set()  # hold the load here, as a slow disk would
+                release.wait(10)
+        return session_from_options(options, progress=report)
+
+    app = BpinspectApp(make_options("lrn_pool.prototxt", weights=str(weights)),
+                       session_factory=factory)
+    app.animation_level = "none"
+    async with app.run_test(size=SIZE) as pilot:
+        for _ in range(100):
+            await pilot.pause(0.02)
+            if reading.is_set():
+                break
+        await pilot.pause(0.1)
+        screen = main_screen(app)
+        bar = screen.query_one(ProgressBar)
+        assert f"reading {weights} (MB)  1/1" in screen.status.text
+        assert bar.total == 1 and bar.progress == 1 and screen.status.has_class("-running")
+        release.set()
+        await settle(pilot)
+        assert app.session is not None and app.session.net.weights_source == str(weights)
+        assert not screen.status.has_class("-running")
+
+
 async def test_a_terminal_too_small_gets_a_message() -> None:
     app = make_app("lrn_pool.prototxt")
     async with app.run_test(size=(80, 24)) as pilot:

@@ -395,6 +395,7 @@ class MainScreen(Screen[None]):
 
     # ------------------------------------------------------------------ worker messages
     def on_load_progressed(self, event: msg.LoadProgressed) -> None:
+        self._cancel_running_label()  # the load says more than its generic label
         if event.total is None:
             self.status.start(event.what, None)
         else:
