@@ -8,8 +8,9 @@ Medians of --repeat runs after --warmup runs. fwd+bwd includes the parameter
 gradients, as Caffe computes them. Every figure is printed beside references
 measured in the same run: the float32 GEMM bound of this machine (or GPU),
 the time of the net's own GEMMs alone (the same shapes on random operands:
-"outside" is the share of fwd+bwd spent in everything else), and PyTorch when --torch is given and torch is importable (it is never a
-dependency of bpinspect). On a GPU each layer is timed between device
+"outside" is the share of fwd+bwd spent in everything else), and PyTorch
+when --torch is given and torch is importable (it is never a dependency of
+bpinspect). On a GPU each layer is timed between device
 synchronizations.
 """
 
@@ -62,7 +63,7 @@ def gemm_shapes(net: Net) -> list[tuple[int, int, int]]:
     im2col formulation has them: per conv group, W·col, dY·colᵀ (the weight diff)
     and Wᵀ·dY (the column diff); per inner product, X·Wᵀ, dYᵀ·X and dY·W."""
     shapes = []
-    for i, layer in enumerate(net.layers):
+    for layer in net.layers:
         params = net.params.get(layer.name, [])
         if layer.type in ("Convolution", "Deconvolution") and params:
             out_c, k_per_group = params[0].shape[0], int(np.prod(params[0].shape[1:]))
@@ -213,7 +214,8 @@ def main() -> None:
             fb_ms = statistics.median(t["total_fb"]) * 1e3
             bound_ms = 3 * FWD_GFLOP_PER_IMAGE * batch / gflops * 1e3
             gemm_ms = time_gemms(xp, gemm_shapes(net), args.warmup, args.repeat) * 1e3
-            ref = torch_times(batch, args.warmup, args.repeat, device.is_gpu) if args.torch else None
+            ref = (torch_times(batch, args.warmup, args.repeat, device.is_gpu)
+                   if args.torch else None)
             ref_cols = (f"{ref[0] * 1e3:10.1f} {ref[1] * 1e3:9.1f} {fb_ms / (ref[1] * 1e3):9.2f}"
                         if ref else f"{'-':>10} {'-':>9} {'-':>9}")
             outside = 1 - gemm_ms / fb_ms

@@ -82,7 +82,7 @@ class Layer(ABC):
         """False for bottoms no gradient can flow to (labels); Caffe's hook."""
         return True
 
-    def reset_rng(self, seed: int) -> None:
+    def reset_rng(self, seed: int) -> None:  # noqa: B027 (a hook: most layers draw nothing)
         """Re-seed a stochastic layer (Dropout), so a replay draws the same mask."""
 
     # -- helpers ---------------------------------------------------------

@@ -110,14 +110,15 @@ def check_layer(
     def objective() -> float:
         layer.reset_rng(seed)
         layer.forward(bottom_blobs, top_blobs)
-        return float(sum(float(to_host((t.data * r).sum())) for t, r in zip(top_blobs, projections)))
+        return float(sum(float(to_host((t.data * r).sum()))
+                         for t, r in zip(top_blobs, projections, strict=True)))
 
     # The analytic gradient: one forward, then backward from the projection.
     objective()
-    for t, r in zip(top_blobs, projections):
+    for t, r in zip(top_blobs, projections, strict=True):
         t.diff = r.copy()
     down = list(propagate_down) if propagate_down is not None else [True] * len(bottom_blobs)
-    for b, d in zip(bottom_blobs, down):
+    for b, d in zip(bottom_blobs, down, strict=True):
         if d:
             b.diff = xp.full(b.shape, np.nan, dtype=dtype)  # a layer must assign, not add
     for p in layer.blobs:
@@ -125,7 +126,7 @@ def check_layer(
     layer.backward(top_blobs, down, bottom_blobs)
 
     targets: list[tuple[str, Blob]] = [
-        (f"bottom[{i}]", b) for i, (b, d) in enumerate(zip(bottom_blobs, down)) if d
+        (f"bottom[{i}]", b) for i, (b, d) in enumerate(zip(bottom_blobs, down, strict=True)) if d
     ]
     if check_params:
         targets += [(f"param[{i}]", p) for i, p in enumerate(layer.blobs)]

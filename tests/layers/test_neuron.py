@@ -7,44 +7,12 @@ import math
 
 import numpy as np
 import pytest
-from google.protobuf import text_format
 
 from bpinspect.backend import to_host
-from bpinspect.engine.blob import Blob
 from bpinspect.errors import BpinspectError
-from bpinspect.layers import layer_class
-from bpinspect.proto import caffe_pb2
 from bpinspect.session.gradcheck import check_layer
 
-
-def make_layer(type_name, text="", *, phase="test", bottoms=("x",), tops=("y",)):
-    param = text_format.Parse(text, caffe_pb2.LayerParameter())
-    param.name, param.type = "layer", type_name
-    param.bottom.extend(bottoms)
-    param.top.extend(tops)
-    return layer_class(type_name)(param, phase)
-
-
-def blob(xp, values, name="blob"):
-    values = xp.asarray(values)
-    b = Blob(name, tuple(values.shape), xp, values.dtype)
-    b.data = values.copy()
-    return b
-
-
-def run_forward(layer, xp, bottoms, params=()):
-    bottom_blobs = [blob(xp, b, f"bottom{i}") for i, b in enumerate(bottoms)]
-    shapes = layer.setup([b.shape for b in bottom_blobs])
-    dtype = bottom_blobs[0].dtype
-    top_blobs = [Blob(f"top{i}", s, xp, dtype) for i, s in enumerate(shapes)]
-    layer.blobs = [blob(xp, p, f"param{i}") for i, p in enumerate(params)]
-    layer.param_propagate_down = [True] * len(layer.blobs)
-    layer.forward(bottom_blobs, top_blobs)
-    return bottom_blobs, top_blobs
-
-
-def assert_passed(results):
-    assert results and all(r.passed for r in results), results
+from ._harness import assert_passed, blob, make_layer, run_forward
 
 
 def away_from_zero(shape, seed=0, margin=0.05):
