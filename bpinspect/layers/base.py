@@ -27,6 +27,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from bpinspect import backend
 from bpinspect.backend import Array
 from bpinspect.errors import BpinspectError
 
@@ -105,3 +106,21 @@ class Layer(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r})"
+
+
+class DrawsRandom:
+    """Mixin for a layer that draws random numbers (Dropout's mask, DummyData's
+    gaussian fill): one generator, re-made by ``reset_rng``, so that a replayed
+    pass draws the same values. List it before the Layer base."""
+
+    _seed: int = 0
+    _rng: Any = None
+
+    def reset_rng(self, seed: int) -> None:
+        self._seed = int(seed)
+        self._rng = None
+
+    def _generator(self) -> Any:
+        if self._rng is None:
+            self._rng = backend.rng(self._seed)
+        return self._rng

@@ -20,10 +20,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from bpinspect import backend
 from bpinspect.engine import fillers
 from bpinspect.engine.blob import Blob
-from bpinspect.layers.base import Layer, Shape
+from bpinspect.layers.base import DrawsRandom, Layer, Shape
 from bpinspect.layers.registry import register
 from bpinspect.proto import caffe_pb2
 
@@ -64,7 +63,7 @@ class Input(_NoBottoms):
 
 
 @register("DummyData")
-class DummyData(_NoBottoms):
+class DummyData(DrawsRandom, _NoBottoms):
     def __init__(self, param: Any, phase: str = "test") -> None:
         super().__init__(param, phase)
         p = param.dummy_data_param
@@ -72,8 +71,6 @@ class DummyData(_NoBottoms):
             self.data_fillers = list(p.data_filler)
         else:
             self.data_fillers = [caffe_pb2.FillerParameter(type="constant", value=0)]
-        self._seed = 0
-        self._rng: Any = None
         self._filled: dict[int, Any] = {}  # top index -> the array a constant filler filled
 
     def setup(self, bottom_shapes: list[Shape]) -> list[Shape]:
@@ -92,15 +89,6 @@ class DummyData(_NoBottoms):
         self._per_top("dummy_data_param.shape", len(p.shape), allow_zero=False)
         return [_blob_shape(self, p.shape[0 if len(p.shape) == 1 else i], i)
                 for i in range(num_tops)]
-
-    def reset_rng(self, seed: int) -> None:
-        self._seed = int(seed)
-        self._rng = None
-
-    def _generator(self) -> Any:
-        if self._rng is None:
-            self._rng = backend.rng(self._seed)
-        return self._rng
 
     def forward(self, bottom: list[Blob], top: list[Blob]) -> None:
         for i, blob in enumerate(top):

@@ -29,10 +29,9 @@ from typing import Any
 
 import numpy as np
 
-from bpinspect import backend
 from bpinspect.backend import Array, get_array_module
 from bpinspect.engine.blob import Blob
-from bpinspect.layers.base import Layer, Shape
+from bpinspect.layers.base import DrawsRandom, Layer, Shape
 from bpinspect.layers.registry import register
 
 
@@ -98,7 +97,7 @@ class TanH(_Neuron):
 
 
 @register("Dropout")
-class Dropout(_Neuron):
+class Dropout(DrawsRandom, _Neuron):
     """In TRAIN each value is kept with probability 1 - p and scaled by
     ``scale = 1 / (1 - p)``; ``internals()["mask"]`` is the 0/1 mask that
     backward reuses. In TEST the layer is the identity and keeps no mask.
@@ -113,8 +112,6 @@ class Dropout(_Neuron):
         super().__init__(param, phase)
         self.ratio = float(param.dropout_param.dropout_ratio)
         self.scale = 1.0 / (1.0 - self.ratio) if self.ratio < 1 else float("inf")
-        self._seed = 0
-        self._rng: Any = None
         self._mask: Array | None = None
 
     def setup(self, bottom_shapes: list[Shape]) -> list[Shape]:
@@ -122,15 +119,6 @@ class Dropout(_Neuron):
             self.fail(f"dropout_ratio must be in [0, 1), got {self.ratio:g}")
         self._mask = None
         return [tuple(bottom_shapes[0])]
-
-    def reset_rng(self, seed: int) -> None:
-        self._seed = int(seed)
-        self._rng = None
-
-    def _generator(self) -> Any:
-        if self._rng is None:
-            self._rng = backend.rng(self._seed)
-        return self._rng
 
     def forward(self, bottom: list[Blob], top: list[Blob]) -> None:
         x = bottom[0].data
