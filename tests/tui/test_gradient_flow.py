@@ -6,7 +6,7 @@ import math
 
 from textual.app import App, ComposeResult
 
-from bpinspect.session.session import FlowRow
+from bpinspect.session.views import FlowRow
 from bpinspect.tui.widgets.gradient_flow import GradientFlow, flow_bar, log_range
 
 

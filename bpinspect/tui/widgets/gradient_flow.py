@@ -23,7 +23,7 @@ from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from bpinspect.session.session import FlowRow
+from bpinspect.session.views import FlowRow
 from bpinspect.tui.formatting import fmt_num, foreground, forget_foreground, text_strip
 
 EIGHTHS = " ▏▎▍▌▋▊▉█"
