@@ -386,6 +386,24 @@ async def test_loading_shows_how_far_it_got(tmp_path) -> None:
         assert not screen.status.has_class("-running")
 
 
+async def test_a_short_terminal_keeps_room_for_the_statistics() -> None:
+    """At 110x32 the histograms get lower, so that the table still shows a layer's
+    bottom and top with their data and diff rows."""
+    from bpinspect.tui.widgets.blob_table import BlobTable
+
+    app = make_app("lrn_pool.prototxt")
+    async with app.run_test(size=(110, 32)) as pilot:
+        await settle(pilot)
+        await pilot.press("n", "n")
+        await settle(pilot)
+        table = main_screen(app).blob_panel.query_one(BlobTable)
+        assert table.size.height >= 7  # header, then "in" + data + diff, "out" + data + diff
+        assert app.main_screen.has_class("-short")
+        await pilot.resize_terminal(*SIZE)
+        await pilot.pause()
+        assert app.main_screen.has_class("-tall")
+
+
 async def test_a_terminal_too_small_gets_a_message() -> None:
     app = make_app("lrn_pool.prototxt")
     async with app.run_test(size=(80, 24)) as pilot:

@@ -108,7 +108,7 @@ class MainScreen(Screen[None]):
     """
 
     HORIZONTAL_BREAKPOINTS = [(0, "-too-narrow"), (MIN_WIDTH, "-narrow"), (150, "-wide")]
-    VERTICAL_BREAKPOINTS = [(0, "-too-short"), (MIN_HEIGHT, "-height-ok")]
+    VERTICAL_BREAKPOINTS = [(0, "-too-short"), (MIN_HEIGHT, "-short"), (40, "-tall")]
 
     def __init__(self) -> None:
         super().__init__()
