@@ -140,3 +140,20 @@ def test_param_data_statistics_are_cached(lrn_pool_session) -> None:
     a = layer_panel(s, "conv1", ViewRequest(layer="conv1"), cache)
     b = layer_panel(s, "conv1", ViewRequest(layer="conv1"), cache)
     assert _entry(a, "param", "conv1").data is _entry(b, "param", "conv1").data
+
+
+def test_the_cache_keeps_recorded_values_and_recomputes_live_ones(lrn_pool_session) -> None:
+    s = lrn_pool_session
+    s.run_to("norm1")  # conv1, relu1, pool1 have run; norm1 has not
+    cache = StatsCache()
+    pool = s.step_of("pool1", "forward").index
+    first = cache.histogram(s, "pool1", "data", pool, None, 16)
+    assert cache.histogram(s, "pool1", "data", pool, None, 16) is first  # a recorded step
+    assert cache.histogram(s, "pool1", "data", pool, None, 8).counts.size == 8  # per bins
+    np.testing.assert_array_equal(first.counts, s.histogram("pool1", "data", pool, bins=16).counts)
+    weights = cache.histogram(s, "conv1", "data", None, 0, 16)
+    assert cache.histogram(s, "conv1", "data", None, 0, 16) is weights  # weights are fixed
+    live = cache.histogram(s, "pool1", "data", None, None, 16)
+    assert cache.histogram(s, "pool1", "data", None, None, 16) is not live  # may change
+    assert cache.stats(s, "pool1", "data", pool, None) is cache.stats(s, "pool1", "data", pool,
+                                                                      None)
