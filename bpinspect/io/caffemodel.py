@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import math
 import os
-import secrets
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -23,6 +21,7 @@ from google.protobuf.message import DecodeError
 
 from bpinspect.backend import to_host
 from bpinspect.errors import BpinspectError
+from bpinspect.io.files import write_atomic
 from bpinspect.io.prototxt import read_bytes
 from bpinspect.io.upgrade import upgrade_net
 from bpinspect.proto import caffe_pb2
@@ -275,44 +274,4 @@ def write_caffemodel(
         for a in arrays:
             layer += _delimited(caffe_pb2.LayerParameter.BLOBS_FIELD_NUMBER, _blob_wire(a))
         chunks += _delimited(caffe_pb2.NetParameter.LAYER_FIELD_NUMBER, layer)
-    write_atomic(path, chunks)
-
-
-def write_atomic(path: str | os.PathLike[str], data: bytes | Iterable[Any]) -> None:
-    """Write ``data`` (bytes, or a sequence of bytes-like chunks) to ``path``
-    through a temporary file and ``os.replace``.
-
-    The temporary file sits in the same directory (so the rename is atomic)
-    and is created with the usual permissions (0666 less the umask).
-    """
-    target = Path(path)
-    directory = target.parent
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    while True:
-        tmp = directory / f".{target.name}.{secrets.token_hex(4)}.tmp"
-        try:
-            fd = os.open(tmp, flags, 0o666)
-            break
-        except FileExistsError:
-            continue
-        except FileNotFoundError:
-            raise BpinspectError(f"{path}: directory {directory} does not exist") from None
-        except OSError as e:
-            raise BpinspectError(f"{path}: cannot write: {e.strerror or e}") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            if isinstance(data, (bytes, bytearray, memoryview)):
-                f.write(data)
-            else:
-                f.writelines(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException as e:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        if isinstance(e, OSError):
-            raise BpinspectError(f"{path}: cannot write: {e.strerror or e}") from None
-        raise
+    write_atomic(path, lambda f: f.writelines(chunks), overwrite=True)

@@ -34,6 +34,7 @@ from PIL import Image, UnidentifiedImageError
 
 from bpinspect.errors import BpinspectError
 from bpinspect.io.caffemodel import read_binaryproto
+from bpinspect.io.files import open_for_reading
 
 __all__ = ["Mean", "load_image", "load_input", "load_mean", "parse_mean"]
 
@@ -84,15 +85,9 @@ def load_image(path: str | os.PathLike[str], color: bool = True) -> np.ndarray:
     """pycaffe's ``caffe.io.load_image``: H x W x 3 RGB (or H x W x 1 gray)
     float32 in [0, 1]. Alpha is dropped; 16-bit images scale by 1/65535."""
     try:
-        with Image.open(path) as im:
+        with open_for_reading(path, "an image") as f, Image.open(f) as im:
             im.load()
             array = _to_float(im, color)
-    except FileNotFoundError:
-        raise BpinspectError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise BpinspectError(f"{path}: is a directory, not an image") from None
-    except PermissionError:
-        raise BpinspectError(f"{path}: permission denied") from None
     except UnidentifiedImageError:
         raise BpinspectError(
             f"{path}: not an image that Pillow can read (PNG, JPEG, ...) nor a .npy"
@@ -146,19 +141,13 @@ def _load_npy_input(path: str | os.PathLike[str], shape: tuple[int, ...]) -> np.
 
 def _load_npy(path: str | os.PathLike[str]) -> np.ndarray:
     try:
-        with open(path, "rb") as f:
+        with open_for_reading(path, "a .npy file") as f:
             magic = f.read(6)
             if magic != b"\x93NUMPY":
                 what = "an .npz archive" if magic.startswith(b"PK") else "no NumPy header"
                 raise BpinspectError(f"{path}: not a valid .npy file ({what})")
             f.seek(0)
             array = np.load(f, allow_pickle=False)
-    except FileNotFoundError:
-        raise BpinspectError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise BpinspectError(f"{path}: is a directory, not a .npy file") from None
-    except PermissionError:
-        raise BpinspectError(f"{path}: permission denied") from None
     except ValueError as e:
         if "allow_pickle" in str(e):
             raise BpinspectError(

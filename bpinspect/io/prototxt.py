@@ -12,13 +12,13 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable
-from pathlib import Path
 from typing import TypeVar
 
 from google.protobuf import text_format
 from google.protobuf.message import Message
 
 from bpinspect.errors import BpinspectError
+from bpinspect.io.files import open_for_reading
 from bpinspect.io.upgrade import upgrade_net
 from bpinspect.proto import caffe_pb2
 
@@ -116,10 +116,10 @@ def read_bytes(path: str | os.PathLike[str],
     ``progress(bytes_read, size)`` is called as chunks arrive (a caffemodel
     can be hundreds of MB on a slow disk).
     """
-    try:
-        if progress is None:
-            return Path(path).read_bytes()
-        with open(path, "rb") as f:
+    with open_for_reading(path) as f:
+        try:
+            if progress is None:
+                return f.read()
             size = os.fstat(f.fileno()).st_size
             data = bytearray()
             progress(0, size)
@@ -127,14 +127,8 @@ def read_bytes(path: str | os.PathLike[str],
                 data += chunk
                 progress(len(data), size)
             return bytes(data)
-    except FileNotFoundError:
-        raise BpinspectError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise BpinspectError(f"{path}: is a directory, not a file") from None
-    except PermissionError:
-        raise BpinspectError(f"{path}: permission denied") from None
-    except OSError as e:
-        raise BpinspectError(f"{path}: cannot read: {e.strerror or e}") from None
+        except OSError as e:
+            raise BpinspectError(f"{path}: cannot read: {e.strerror or e}") from None
 
 
 def _describe(error: text_format.ParseError, text: str, source: str) -> str:

@@ -10,11 +10,8 @@ contain ``/``).
 
 from __future__ import annotations
 
-import contextlib
-import errno
 import json
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +21,7 @@ import numpy as np
 
 from bpinspect.backend import Array, to_host
 from bpinspect.errors import BpinspectError
+from bpinspect.io.files import write_atomic
 
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = "bpinspect-export"
@@ -78,14 +76,6 @@ class ExportItem:
         }
 
 
-def _mkstemp(directory: Path) -> tuple[int, str]:
-    return tempfile.mkstemp(prefix=".bpinspect-", suffix=".tmp", dir=directory)
-
-
-def _describe(exc: OSError) -> str:
-    return exc.strerror or str(exc)
-
-
 def check_directory(directory: str | os.PathLike[str]) -> Path:
     """The export directory, which must exist and be a directory."""
     d = Path(directory).expanduser()
@@ -94,50 +84,6 @@ def check_directory(directory: str | os.PathLike[str]) -> Path:
     if not d.is_dir():
         raise BpinspectError(f"export directory {str(d)!r} is not a directory")
     return d
-
-
-def write_atomic(path: Path, write: Any, overwrite: bool = False) -> None:
-    """Write through ``write(fileobj)`` into a temporary file, then put it at ``path``.
-
-    Without ``overwrite`` an existing ``path`` is an error, decided atomically
-    (a hard link fails when the name exists). Nothing is left behind on failure.
-    """
-    try:
-        fd, tmp = _mkstemp(path.parent)
-    except OSError as exc:
-        raise BpinspectError(
-            f"cannot write in {str(path.parent)!r}: {_describe(exc)}"
-        ) from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        if overwrite:
-            os.replace(tmp, path)
-        else:
-            _link_no_replace(tmp, path)
-    except FileExistsError:
-        raise BpinspectError(
-            f"{str(path)!r} exists already; not overwriting it (choose another directory)"
-        ) from None
-    except OSError as exc:
-        raise BpinspectError(f"cannot write {str(path)!r}: {_describe(exc)}") from None
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-
-
-def _link_no_replace(tmp: str, path: Path) -> None:
-    try:
-        os.link(tmp, path)
-    except OSError as exc:
-        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EXDEV, errno.EMLINK):
-            raise
-        # A file system without hard links: check, then rename (not atomic, but close).
-        if path.exists():
-            raise FileExistsError(str(path)) from None
-        os.replace(tmp, path)
 
 
 def export_items(

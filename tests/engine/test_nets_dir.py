@@ -34,8 +34,6 @@ def test_net_has_a_comment_header(path: Path) -> None:
 @pytest.mark.parametrize("phase", ["train", "test"])
 @pytest.mark.parametrize("path", NETS, ids=[p.stem for p in NETS])
 def test_net_runs_forward_and_backward(path: Path, phase: str) -> None:
-    if path.stem == "caffenet" and phase == "train":
-        pytest.skip("CaffeNet runs in test_net_caffenet.py; the train phase adds only dropout")
     net = Net(path, phase=phase)
     rng = np.random.default_rng(0)
     inputs = {name: rng.standard_normal(net.blobs[name].shape) for name in net.inputs}

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from bpinspect.errors import BpinspectError
+from bpinspect.io import files
 from bpinspect.session import export
 from bpinspect.session.export import (
     ExportItem,
@@ -112,7 +113,7 @@ def test_read_only_directory(tmp_path, monkeypatch):
             def refuse(directory):
                 raise PermissionError(13, "Permission denied")
 
-            monkeypatch.setattr(export, "_mkstemp", refuse)
+            monkeypatch.setattr(files, "_create_temporary", refuse)
         with pytest.raises(BpinspectError, match="Permission denied") as err:
             export_items(ro, [_item()])
         assert "\n" not in str(err.value)
@@ -142,3 +143,13 @@ def test_foreign_manifest_is_left_alone(tmp_path):
     with pytest.raises(BpinspectError, match="not a bpinspect manifest"):
         export_items(tmp_path, [_item()])
     assert (tmp_path / "manifest.json").read_text() == '{"mine": true}'
+
+
+def test_exported_files_have_ordinary_permissions(tmp_path):
+    old = os.umask(0o022)
+    try:
+        export_items(tmp_path, [_item()])
+    finally:
+        os.umask(old)
+    for name in ("a.data.npy", "manifest.json"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o644, name
