@@ -284,7 +284,7 @@ class BpinspectApp(App[int]):
 
     def _use_session(self, session: Session, seconds: float) -> Outcome:
         self.session = session
-        self._stats_cache.clear()
+        self._stats_cache = StatsCache()
         self._notes_seen = len(session.notes)
         self._post(msg.SessionLoaded(list(session.notes), seconds, list(session.net.blobs),
                                      str(session.export_dir)))
@@ -351,7 +351,6 @@ class BpinspectApp(App[int]):
     def _do_restart(self, command: Command) -> Outcome:
         session = self._session()
         session.restart()
-        self._stats_cache.clear()
         return Outcome("restarted: a new pass with the same inputs, weights, injections and "
                        "breakpoints", moved="back")
 
@@ -377,7 +376,6 @@ class BpinspectApp(App[int]):
     def _do_inject(self, command: Command) -> Outcome:
         session = self._session()
         blob, spec = command.args["blob"], command.args["spec"]
-        self._stats_cache.clear()
         if spec == "":
             session.clear_injection(blob)
             return Outcome(f"removed the injection at {blob}", moved="back")

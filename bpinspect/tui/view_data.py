@@ -216,19 +216,21 @@ def follow_layer(session: Session, moved_back: bool = False) -> str | None:
 
 # ------------------------------------------------------------------------- blob panel
 class StatsCache:
-    """Statistics and histograms of values that cannot change until the pass is
-    rewound: a recorded step's value, and params' data (weights are fixed in a
-    session). fc6's weights are 38M values: their histogram takes half a second."""
+    """Statistics and histograms of values that cannot change within one
+    ``session.generation``: a recorded step's value, and params' data (weights are
+    fixed in a session). fc6's weights are 38M values: their histogram takes half
+    a second."""
 
     def __init__(self) -> None:
         self._stats: dict[tuple[Any, ...], Any] = {}
+        self._generation: int | None = None  # one cache per session (the app makes a new one)
 
-    def clear(self) -> None:
-        self._stats.clear()
-
-    def _cached(self, key: tuple[Any, ...] | None, compute: Any) -> Any:
+    def _cached(self, session: Session, key: tuple[Any, ...] | None, compute: Any) -> Any:
         if key is None:
             return compute()
+        if session.generation != self._generation:  # new inputs, injections, a restart
+            self._stats.clear()
+            self._generation = session.generation
         if key not in self._stats:
             self._stats[key] = compute()
         return self._stats[key]
@@ -244,12 +246,12 @@ class StatsCache:
 
     def stats(self, session: Session, name: str, kind: str, step: int | None,
               param: int | None) -> BlobStats | None:
-        return self._cached(self._key(name, kind, step, param),
+        return self._cached(session, self._key(name, kind, step, param),
                             lambda: session.stats(name, kind, step, param))
 
     def histogram(self, session: Session, name: str, kind: str, step: int | None,
                   param: int | None, bins: int) -> Histogram | None:
-        return self._cached(self._key(name, kind, step, param, "histogram", bins),
+        return self._cached(session, self._key(name, kind, step, param, "histogram", bins),
                             lambda: session.histogram(name, kind, step, param, bins=bins))
 
 

@@ -157,3 +157,15 @@ def test_the_cache_keeps_recorded_values_and_recomputes_live_ones(lrn_pool_sessi
     assert cache.histogram(s, "pool1", "data", None, None, 16) is not live  # may change
     assert cache.stats(s, "pool1", "data", pool, None) is cache.stats(s, "pool1", "data", pool,
                                                                       None)
+
+
+def test_the_cache_forgets_what_an_injection_changed(lrn_pool_session) -> None:
+    s = lrn_pool_session
+    s.continue_()
+    cache = StatsCache()
+    step = s.step_of("pool2", "backward").index
+    before = cache.stats(s, "norm1", "diff", step, None)
+    s.inject("ip", "onehot:1")  # ip=onehot:3 before: every diff changes
+    s.continue_()
+    after = cache.stats(s, "norm1", "diff", step, None)
+    assert after.l2 == s.stats("norm1", "diff", step).l2 != before.l2
