@@ -157,6 +157,8 @@ class Net:
         level: int | None = None,
         stages: tuple[str, ...] | list[str] = (),
         progress: Progress | None = None,
+        feeds: dict[str, Shape] | None = None,
+        base_dir: str | os.PathLike | None = None,
     ) -> None:
         self.device: Device = device if device is not None else CPU
         self.dtype = np.dtype(dtype)
@@ -166,6 +168,18 @@ class Net:
         self.notes: list[str] = []
 
         param, self.source = _load_model(model, self.notes)
+        # Relative paths in the net (data sources, mean files) are Caffe's: from the
+        # working directory; failing that, from here (the net file's directory).
+        if base_dir is not None:
+            self.base_dir: str | None = os.fspath(base_dir)
+        elif isinstance(model, (str, os.PathLike)):
+            self.base_dir = os.path.dirname(os.path.abspath(os.fspath(model)))
+        else:
+            self.base_dir = None
+        # Blobs the caller feeds (--input data=FILE): a data layer whose tops are fed
+        # becomes an input and does not open its source.
+        self.feeds: dict[str, Shape] = {k: tuple(int(d) for d in v)
+                                        for k, v in (feeds or {}).items()}
         # Net(param_file, phase, level, stages): the phase always, level and
         # stages on top of the file's own state.
         phase_value = _phase_value(phase)
@@ -190,8 +204,26 @@ class Net:
 
     # ---- construction (Net::Init) -------------------------------------------
 
+    def _make_layer(self, lp: caffe_pb2.LayerParameter) -> Layer:
+        """The layer object for ``lp``; a data layer whose tops are fed, as an input."""
+        from bpinspect.layers.data import Fed
+        from bpinspect.layers.registry import DATA_SOURCE_TYPES, layer_class
+
+        phase = _PHASE_NAMES[lp.phase]
+        fed = [t for t in lp.top if t in self.feeds]
+        if fed and lp.type in DATA_SOURCE_TYPES and not lp.bottom:
+            layer: Layer = Fed(lp, phase, self.feeds)
+            self.notes.append(
+                f"layer {lp.name!r} ({lp.type}): {', '.join(fed)} fed by --input; "
+                "its source is not read"
+            )
+        else:
+            layer = layer_class(lp.type, lp.name)(lp, phase)
+        layer.base_dir = self.base_dir
+        return layer
+
     def _init_layers(self) -> None:
-        from bpinspect.layers.registry import layer_class
+        from bpinspect.layers.data import Input
 
         xp = self.device.xp
         self.layers: list[Layer] = []
@@ -228,7 +260,7 @@ class Net:
                     f"layer {lp.name!r}: propagate_down must be given 0 or {len(lp.bottom)} "
                     f"times (once per bottom), got {len(lp.propagate_down)}"
                 )
-            layer = layer_class(lp.type, lp.name)(lp, _PHASE_NAMES[lp.phase])
+            layer = self._make_layer(lp)
             layer.check_blob_counts(len(lp.bottom), len(lp.top))
             self._layer_index[lp.name] = i
             self.layers.append(layer)
@@ -290,7 +322,7 @@ class Net:
                     blob = Blob(name, shape, xp, self.dtype)
                     self.blobs[name] = blob
                     self._blob_need_backward[name] = False
-                    if lp.type == "Input":
+                    if isinstance(layer, Input):
                         self.inputs.append(name)
                 tops.append(blob)
                 self._producers.setdefault(name, []).append(i)
@@ -754,6 +786,15 @@ class Net:
             self.backward_layer(i)
         outputs = self.bottom_names[end] if end is not None else self.inputs
         return {name: self.blobs[name].diff for name in outputs}
+
+    def copy_from(self, weights: str | os.PathLike) -> None:
+        """pycaffe's ``Net.copy_from``: trained params from a .caffemodel, by layer name
+        (Caffe's CopyTrainedLayersFrom); notes say what was ignored or not covered."""
+        from bpinspect.io.caffemodel import copy_trained_layers, read_caffemodel
+
+        path = os.fspath(weights)
+        trained = read_caffemodel(path, self.notes)
+        self.notes.extend(copy_trained_layers(trained, self.params, path, self.layer_names))
 
     # ---- saving ----------------------------------------------------------------
 

@@ -57,6 +57,9 @@ class Layer(ABC):
         self.blobs: list[Blob] = []
         self.param_shapes: list[Shape] = []
         self.param_propagate_down: list[bool] = []
+        # Where relative paths in the layer (data sources, mean files) are looked up
+        # when the working directory has no such file: the net file's directory.
+        self.base_dir: str | None = None
 
     # -- contract -------------------------------------------------------
     @abstractmethod

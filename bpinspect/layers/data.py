@@ -62,6 +62,33 @@ class Input(_NoBottoms):
         """The input blobs hold what the user put there; nothing to compute."""
 
 
+class Fed(Input):
+    """A data layer (Data, ImageData, ...) whose tops the caller feeds, as Input
+    blobs: its source is never opened. A fed top has the shape given; an unfed
+    label top of a one-top-per-item layer is ``(N,)``, N the fed data's batch,
+    as Caffe's label top; any other unfed top is an error."""
+
+    def __init__(self, param: Any, phase: str, feeds: dict[str, Shape]) -> None:
+        super().__init__(param, phase)
+        self.type = param.type  # show the user the layer's own type
+        self.feeds = feeds
+
+    def setup(self, bottom_shapes: list[Shape]) -> list[Shape]:
+        tops = list(self.param.top)
+        fed = [self.feeds[t] for t in tops if t in self.feeds]
+        shapes: list[Shape] = []
+        for i, name in enumerate(tops):
+            if name in self.feeds:
+                shapes.append(tuple(self.feeds[name]))
+            elif i == 1 and self.type != "HDF5Data" and fed and len(fed[0]):
+                shapes.append((int(fed[0][0]),))
+            else:
+                missing = [t for t in tops if t not in self.feeds]
+                self.fail(f"tops {', '.join(missing)} are not fed: give --input NAME=FILE "
+                          "for every top, or for none to read the source")
+        return shapes
+
+
 @register("DummyData")
 class DummyData(DrawsRandom, _NoBottoms):
     def __init__(self, param: Any, phase: str = "test") -> None:

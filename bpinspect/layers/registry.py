@@ -12,9 +12,10 @@ if TYPE_CHECKING:
 
 _REGISTRY: dict[str, type[Layer]] = {}
 
-# Layers that read a database or files at run time; a deploy net replaces them
-# with an Input layer, which is what bpinspect can feed (--input).
-_DATA_SOURCES = {"Data", "ImageData", "HDF5Data", "WindowData", "MemoryData", "Python"}
+# Layers that read a database, files or arrays at run time. Their tops can be fed
+# instead (--input NAME=FILE), and then their source is not opened.
+DATA_SOURCE_TYPES = frozenset({"Data", "ImageData", "HDF5Data", "WindowData", "MemoryData"})
+_DATA_SOURCES = DATA_SOURCE_TYPES | {"Python"}
 
 L = TypeVar("L", bound="type[Layer]")
 
