@@ -177,6 +177,15 @@ class BreakpointSet:
             out.append(LayerBreakpoint(layer, direction))
         return out
 
+    def suspend_layers(self) -> dict[str, set[str]]:
+        """Take the layer breakpoints out (a run to an iteration passes over them)."""
+        saved, self._layers = self._layers, {}
+        return saved
+
+    def resume_layers(self, saved: dict[str, set[str]]) -> None:
+        for layer, dirs in saved.items():
+            self._layers.setdefault(layer, set()).update(dirs)
+
     def stops_before(self, step: Step) -> bool:
         return not step.skipped and step.direction in self._layers.get(step.layer_name, ())
 

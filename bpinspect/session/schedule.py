@@ -7,6 +7,7 @@ from typing import Any
 
 FORWARD = "forward"
 BACKWARD = "backward"
+UPDATE = "update"  # a training iteration's last step: the solver's update
 BOTH = "both"
 DIRECTIONS = (FORWARD, BACKWARD, BOTH)
 
@@ -23,6 +24,8 @@ class Step:
 
     @property
     def label(self) -> str:
+        if self.direction == UPDATE:
+            return f"Δ {self.layer_type}"
         arrow = "→" if self.direction == FORWARD else "←"
         return f"{arrow} {self.layer_name} ({self.layer_type})"
 

@@ -67,7 +67,7 @@ class StepResult:
 
 @dataclass(frozen=True)
 class Stop:
-    reason: str  # "breakpoint" | "condition" | "end" | "target" | "cancelled"
+    reason: str  # "breakpoint" | "condition" | "end" | "target" | "cancelled" | "max_iter"
     hits: list[Hit]
     steps_run: int
     step: Step | None  # the last step run, if any
@@ -80,6 +80,8 @@ class Stop:
             )
         if self.reason == "end":
             return f"end of the pass ({self.steps_run} steps run)"
+        if self.reason == "max_iter":
+            return f"max_iter reached ({self.steps_run} steps run)"
         if self.reason == "cancelled":
             return f"cancelled after {self.steps_run} steps"
         if self.reason == "target" and self.step is not None:
@@ -466,10 +468,15 @@ class Session(LayerViews):
         refs = [(n, k, None) if isinstance(n, str) else (n[0], k, n[1]) for n, k, _ in produced]
         return StepResult(step, refs, hits, loss)
 
+    def _clear_diffs_before_backward(self) -> None:
+        """Every blob's diff and param diff starts the backward pass at zero (a
+        training session keeps the param diffs that earlier passes accumulated)."""
+        self.net.clear_diffs()
+
     def _begin_backward(self, step: Step) -> Record:
         """Zero the diffs, seed loss tops with their loss weight, apply injections."""
         net = self.net
-        net.clear_diffs()
+        self._clear_diffs_before_backward()
         net.seed_loss_diffs()
         dev = net.device
         for inj in self.injections.values():
@@ -497,16 +504,8 @@ class Session(LayerViews):
         """For a non-finite hit, name the first layer whose output was non-finite."""
         if hit.kind != "nonfinite":
             return hit
-        cond = NonFinite()
-        first = None
-        for rec in self.history:
-            if rec.step > hit.step.index:
-                break
-            if any(cond.match(a) is not None for a in rec.arrays.values()):
-                first = self.schedule[rec.step]
-                break
-        if first is None:
-            first = hit.step
+        found = self.first_nonfinite(hit.step.index)
+        first = found[0] if found is not None else hit.step
         message = (
             f"{hit.message}; first produced by {first.direction} of layer "
             f"{first.layer_name!r} ({first.layer_type}) at step {first.index}"
@@ -514,6 +513,18 @@ class Session(LayerViews):
         if self.history.complete_from > 0 and first.index >= self.history.complete_from:
             message += " (earlier records were dropped)"
         return Hit(hit.kind, hit.step, hit.blob, hit.what, message, first.layer_name)
+
+    def first_nonfinite(self, upto: int) -> tuple[Step, str, str] | None:
+        """The first recorded step up to ``upto`` that wrote a NaN or Inf, with the
+        blob (or ``layer#i``) and kind; None if the records hold none."""
+        cond = NonFinite()
+        for rec in self.history:
+            if rec.step > upto:
+                break
+            for (name, kind), a in rec.arrays.items():
+                if cond.match(a) is not None:
+                    return self.schedule[rec.step], display_name(name), kind
+        return None
 
     def continue_(self, progress: Progress | None = None, cancel: Cancel | None = None) -> Stop:
         """Run to the next breakpoint or the end of the pass."""
