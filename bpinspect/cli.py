@@ -21,12 +21,14 @@ if TYPE_CHECKING:  # rich and the session load only when a command runs
     from bpinspect.session.session import Session
 
 EXIT_CHECK_FAILED = 1
-COMMANDS = ("dump", "check")
+COMMANDS = ("dump", "check", "train")
 
 DESCRIPTION = """\
 A terminal debugger for backpropagation in Caffe nets.
 
   bpinspect NET [options]          step through forward and backward in the TUI
+  bpinspect --solver SOLVER        step through training iterations in the TUI
+  bpinspect train SOLVER           run iterations headless, print Caffe's debug_info
   bpinspect dump NET --out DIR     run forward + backward, write every blob to .npy
   bpinspect check NET              check every layer's gradient numerically
 """
@@ -46,9 +48,10 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: {message}\n")
 
 
-def add_net_options(p: argparse.ArgumentParser) -> None:
+def add_net_options(p: argparse.ArgumentParser, net_optional: bool = False) -> None:
     """The options every way in shares: what to load, and how to run it."""
-    p.add_argument("net", metavar="NET.prototxt", help="the net (text prototxt)")
+    p.add_argument("net", metavar="NET.prototxt", nargs="?" if net_optional else None,
+                   help="the net (text prototxt)" + (" (or --solver)" if net_optional else ""))
     p.add_argument("--weights", metavar="W.caffemodel",
                    help="trained weights (default: a seeded MSRA filler, said so on screen)")
     p.add_argument("--input", action="append", default=[], metavar="NAME=FILE",
@@ -75,11 +78,24 @@ def build_tui_parser() -> argparse.ArgumentParser:
         epilog="bpinspect dump --help and bpinspect check --help describe the headless ways in.",
     )
     p.add_argument("--version", action="version", version=f"bpinspect {__version__}")
-    add_net_options(p)
+    add_net_options(p, net_optional=True)
     p.add_argument("--break", dest="breaks", action="append", default=[], metavar="LAYER",
                    help="stop before LAYER (repeatable); LAYER:forward or LAYER:backward for "
                         "one direction")
+    training = p.add_argument_group("training (with --solver)")
+    training.add_argument("--solver", metavar="SOLVER.prototxt",
+                          help="debug training: the solver's train net, one iteration at a "
+                               "time (forward, backward, update)")
+    training.add_argument("--snapshot", metavar="S.solverstate",
+                          help="resume from a Caffe snapshot (caffe train --snapshot)")
+    training.add_argument("--break-loss-above", type=float, metavar="X",
+                          help="stop when a pass's loss is above X (NaN/Inf always stops)")
+    training.add_argument("--break-ratio-above", type=float, metavar="R",
+                          help="stop after an update whose ‖Δw‖/‖w‖ is above R for any param")
+    training.add_argument("--break-iter", type=int, action="append", default=[], metavar="N",
+                          help="stop at the start of iteration N (repeatable)")
     p.add_argument("--export-dir", metavar="DIR", help="where exports go (default: .)")
+    p.set_defaults(seed=None)  # with --solver: the solver's random_seed unless --seed is given
     return p
 
 
@@ -122,9 +138,31 @@ def parse_args(argv: Sequence[str]) -> tuple[str, argparse.Namespace]:
     argv = list(argv)
     if argv and argv[0] in COMMANDS:
         command = argv[0]
-        parser = build_dump_parser() if command == "dump" else build_check_parser()
+        parser = {"dump": build_dump_parser, "check": build_check_parser,
+                  "train": build_train_parser}[command]()
         return command, parser.parse_args(argv[1:])
-    return "tui", build_tui_parser().parse_args(argv)
+    parser = build_tui_parser()
+    options = parser.parse_args(argv)
+    if (options.net is None) == (options.solver is None):
+        parser.error("give a net (NET.prototxt) or --solver SOLVER.prototxt, not both"
+                     if options.net else "give a net (NET.prototxt) or --solver SOLVER.prototxt")
+    if options.snapshot and not options.solver:
+        parser.error("--snapshot resumes a solver: give --solver SOLVER.prototxt too")
+    return "tui", options
+
+
+def build_train_parser() -> argparse.ArgumentParser:
+    from bpinspect.cli_train import add_train_arguments
+
+    p = _Parser(
+        prog="bpinspect train",
+        description="Run a solver's iterations headless and print what Caffe's debug_info "
+                    "logs, readable: per layer the forward data, the backward diffs and the "
+                    "update, with Caffe's iteration and test lines. Stops at the first NaN "
+                    "or Inf, naming the iteration, layer and blob (exit 1).",
+    )
+    add_train_arguments(p)
+    return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -135,6 +173,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_dump(options)
         if command == "check":
             return run_check(options)
+        if command == "train":
+            from bpinspect.cli_train import run_train
+
+            return run_train(options)
         return run_tui(options)
     except BpinspectError as exc:
         print(f"bpinspect: {exc}", file=sys.stderr)

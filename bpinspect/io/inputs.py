@@ -139,6 +139,19 @@ def _load_npy_input(path: str | os.PathLike[str], shape: tuple[int, ...]) -> np.
     )
 
 
+def npy_shape(path: str | os.PathLike[str]) -> tuple[int, ...]:
+    """The shape a ``.npy`` file's header declares, without reading its data."""
+    try:
+        with open_for_reading(path, "a .npy file") as f:
+            version = np.lib.format.read_magic(f)
+            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                           else np.lib.format.read_array_header_2_0)
+            shape, _, _ = read_header(f)
+    except (ValueError, OSError, EOFError) as e:
+        raise BpinspectError(f"{path}: not a valid .npy file: {e}") from None
+    return tuple(int(d) for d in shape)
+
+
 def _load_npy(path: str | os.PathLike[str]) -> np.ndarray:
     try:
         with open_for_reading(path, "a .npy file") as f:

@@ -21,7 +21,74 @@ def load_net(options: argparse.Namespace, dtype: Any = None, progress: Any = Non
     kwargs = {} if dtype is None else {"dtype": dtype}
     return Net(options.net, weights=getattr(options, "weights", None),
                phase=getattr(options, "phase", None) or "test", device=device,
-               seed=getattr(options, "seed", 0) or 0, progress=progress, **kwargs)
+               seed=getattr(options, "seed", 0) or 0, progress=progress,
+               feeds=feed_shapes(options), **kwargs)
+
+
+def feed_shapes(options: argparse.Namespace) -> dict[str, tuple[int, ...]]:
+    """The shapes of the ``.npy`` files given with ``--input NAME=FILE``: a data layer
+    (Data, ImageData, ...) whose top is given one is fed from it instead of its source."""
+    from bpinspect.io.inputs import npy_shape
+
+    shapes = {}
+    for text in getattr(options, "input", None) or []:
+        name, sep, path = text.partition("=")
+        if sep and name and path.lower().endswith(".npy"):
+            shapes[name] = npy_shape(path)
+    return shapes
+
+
+def load_solver(options: argparse.Namespace, progress: Any = None) -> Any:
+    """The solver of ``options.solver`` (``--weights`` to start from, or ``--snapshot``
+    to resume from), on the device and with the seed asked for."""
+    from bpinspect import backend
+    from bpinspect.engine.solver import get_solver
+
+    weights = getattr(options, "weights", None)
+    snapshot = getattr(options, "snapshot", None)
+    if weights and snapshot:
+        raise BpinspectError("give --snapshot to resume training or --weights to start from "
+                             "trained weights, not both (as caffe train)")
+    device = backend.select_device(getattr(options, "device", None) or "auto")
+    solver = get_solver(options.solver, device=device, seed=getattr(options, "seed", None),
+                        weights=weights, feeds=feed_shapes(options))
+    if snapshot:
+        solver.restore(snapshot)
+        solver.net.notes.append(
+            f"resumed from {snapshot} at iteration {solver.iter}: a .solverstate holds no "
+            "data position, so the data layers read from their first record again, as a "
+            "resumed Caffe does")
+    return solver
+
+
+def training_session_from_options(options: argparse.Namespace, progress: Any = None,
+                                  **session_kwargs: Any) -> Any:
+    """The TrainingSession that ``bpinspect --solver SOLVER`` (and ``train``) runs."""
+    from bpinspect.session.training import TrainingSession
+
+    injections = [parse_assignment(t) for t in getattr(options, "top_diff", None) or []]
+    solver = load_solver(options, progress)
+    inputs, sources = read_inputs(solver.net, options)
+    session = TrainingSession(
+        solver,
+        inputs=inputs,
+        injections=[(blob, spec.text) for blob, spec in injections],
+        seed=getattr(options, "seed", None) or 0,
+        export_dir=getattr(options, "export_dir", None) or ".",
+        **session_kwargs,
+    )
+    session.input_sources.update(sources)
+    for text in getattr(options, "breaks", None) or []:
+        session.breakpoints.add(*parse_break(text))
+    conditions = session.training_conditions
+    conditions.loss_nonfinite = True  # training's first question: where did the NaN start
+    if getattr(options, "break_loss_above", None) is not None:
+        conditions.set_loss_above(options.break_loss_above)
+    if getattr(options, "break_ratio_above", None) is not None:
+        conditions.set_ratio_above(options.break_ratio_above)
+    for iteration in getattr(options, "break_iter", None) or []:
+        conditions.add_iteration(iteration)
+    return session
 
 
 def parse_input_option(text: str, inputs: list[str]) -> tuple[str, str]:
@@ -70,6 +137,8 @@ def session_from_options(options: argparse.Namespace, progress: Any = None,
     ``options`` has the fields that ``bpinspect.cli`` defines: net, weights, input,
     mean, top_diff, phase, device, seed and, for the TUI, breaks and export_dir.
     """
+    if getattr(options, "solver", None):
+        return training_session_from_options(options, progress, **session_kwargs)
     injections = [parse_assignment(t) for t in getattr(options, "top_diff", None) or []]
     net = load_net(options, progress=progress)
     inputs, sources = read_inputs(net, options)
@@ -85,3 +154,41 @@ def session_from_options(options: argparse.Namespace, progress: Any = None,
     for text in getattr(options, "breaks", None) or []:
         session.breakpoints.add(*parse_break(text))
     return session
+
+
+def validate_options(options: argparse.Namespace) -> None:
+    """What is wrong with the TUI's arguments themselves, found cheaply before the app
+    starts (the net or solver is built later, in the worker): missing files, a prototxt
+    that does not parse, --top-diff specs, --input syntax, --export-dir."""
+    from pathlib import Path
+
+    from bpinspect.io.prototxt import load_net as parse_net_file
+
+    solver = getattr(options, "solver", None)
+    files = [("--solver", solver), ("net", getattr(options, "net", None)),
+             ("--weights", getattr(options, "weights", None)),
+             ("--snapshot", getattr(options, "snapshot", None))]
+    for what, path in files:
+        if path is not None and not Path(path).is_file():
+            raise BpinspectError(f"{what} {path}: no such file")
+    if solver:
+        from bpinspect.io.solver_prototxt import load_solver as parse_solver_file
+
+        parse_solver_file(solver)
+    else:
+        parse_net_file(options.net)
+    for text in getattr(options, "top_diff", None) or []:
+        parse_assignment(text)
+    for text in getattr(options, "input", None) or []:
+        path = text.partition("=")[2] or text
+        if not Path(path).is_file():
+            raise BpinspectError(f"--input {text}: no such file {path!r}")
+    # One rule for every output directory (dump --out too): created when missing.
+    export_dir = getattr(options, "export_dir", None)
+    if export_dir is not None:
+        try:
+            Path(export_dir).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise BpinspectError(
+                f"--export-dir {export_dir}: cannot create the directory: "
+                f"{exc.strerror or exc}") from None
