@@ -15,7 +15,13 @@ _REGISTRY: dict[str, type[Layer]] = {}
 # Layers that read a database, files or arrays at run time. Their tops can be fed
 # instead (--input NAME=FILE), and then their source is not opened.
 DATA_SOURCE_TYPES = frozenset({"Data", "ImageData", "HDF5Data", "WindowData", "MemoryData"})
-_DATA_SOURCES = DATA_SOURCE_TYPES | {"Python"}
+
+# Types bpinspect does not run, and why; the hint says what to do instead.
+_UNSUPPORTED = {
+    "WindowData": "it reads R-CNN window files (images with boxes, cropped and warped "
+                  "with OpenCV), which bpinspect does not; feed its tops with --input",
+    "Python": "use the deploy net, or an Input layer fed with --input",
+}
 
 L = TypeVar("L", bound="type[Layer]")
 
@@ -49,11 +55,7 @@ def layer_class(type_name: str, layer_name: str = "?") -> type[Layer]:
     try:
         return _REGISTRY[type_name]
     except KeyError:
-        hint = (
-            "; use the deploy net, or an Input layer fed with --input"
-            if type_name in _DATA_SOURCES
-            else ""
-        )
+        hint = f"; {_UNSUPPORTED[type_name]}" if type_name in _UNSUPPORTED else ""
         raise BpinspectError(
             f"layer {layer_name!r}: layer type {type_name!r} is not supported{hint} "
             f"(supported: {', '.join(sorted(_REGISTRY))})"
