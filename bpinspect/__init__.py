@@ -4,7 +4,24 @@ from __future__ import annotations
 
 from bpinspect.errors import BpinspectError
 
-__all__ = ["BpinspectError", "Net", "TEST", "TRAIN"]
+__all__ = [
+    "AdaDeltaSolver",
+    "AdaGradSolver",
+    "AdamSolver",
+    "BpinspectError",
+    "Net",
+    "NesterovSolver",
+    "RMSPropSolver",
+    "SGDSolver",
+    "TEST",
+    "TRAIN",
+    "get_solver",
+]
+
+_SOLVER_NAMES = frozenset(
+    {"get_solver", "SGDSolver", "NesterovSolver", "AdaGradSolver", "RMSPropSolver",
+     "AdaDeltaSolver", "AdamSolver"}
+)
 __version__ = "0.1.0"
 
 TRAIN = "train"
@@ -16,4 +33,8 @@ def __getattr__(name: str):  # lazy: importing bpinspect must not pull in the en
         from bpinspect.engine.net import Net
 
         return Net
+    if name in _SOLVER_NAMES:
+        from bpinspect.engine import solver
+
+        return getattr(solver, name)
     raise AttributeError(name)

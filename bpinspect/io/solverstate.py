@@ -1,0 +1,148 @@
+"""Solver state (``.solverstate``): a binary ``SolverState`` message.
+
+What ``SGDSolver::SnapshotSolverStateToBinaryProto`` writes and
+``RestoreSolverStateFromBinaryProto`` reads (``src/caffe/solvers/sgd_solver.cpp``):
+``iter``, ``learned_net`` (the ``.caffemodel`` file name, as the solver wrote
+it), ``current_step`` and one ``history`` ``BlobProto`` per history blob, as
+``Blob::ToProto`` writes them: ``shape`` and float ``data`` for a float
+solver, ``double_data`` for a double one. Reading keeps ``double_data`` in
+float64 (``Blob::FromProto`` prefers it), else float32, and honours the
+legacy ``num/channels/height/width``.
+
+Only the binaryproto format is supported: Caffe's HDF5 state
+(``.solverstate.h5``) points at an HDF5 ``.caffemodel.h5``, which bpinspect
+does not read either.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from google.protobuf.message import DecodeError
+
+from bpinspect.backend import to_host
+from bpinspect.errors import BpinspectError
+from bpinspect.io.caffemodel import blob_shape, format_shape
+from bpinspect.io.files import write_atomic
+from bpinspect.io.prototxt import read_bytes
+from bpinspect.proto import caffe_pb2
+
+__all__ = ["SavedSolverState", "history_to_array", "read_solverstate", "write_solverstate"]
+
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+@dataclass
+class SavedSolverState:
+    """The content of a ``.solverstate``: history blobs still as ``BlobProto``s."""
+
+    iter: int
+    learned_net: str | None
+    current_step: int
+    history: list[caffe_pb2.BlobProto] = field(default_factory=list)
+
+
+def read_solverstate(path: str | os.PathLike[str]) -> SavedSolverState:
+    """Parse a binary ``.solverstate``; an HDF5 or corrupt file is a one-line error."""
+    path = os.fspath(path)
+    if path.endswith(".h5"):  # Solver::Restore picks the reader by this suffix
+        raise _hdf5(path)
+    data = read_bytes(path)
+    if data.startswith(_HDF5_SIGNATURE):
+        raise _hdf5(path)
+    state = caffe_pb2.SolverState()
+    try:
+        state.ParseFromString(data)
+    except DecodeError as e:
+        raise BpinspectError(
+            f"{path}: truncated or corrupt .solverstate (a binary SolverState); protobuf: {e}"
+        ) from None
+    return SavedSolverState(
+        iter=int(state.iter),
+        learned_net=state.learned_net if state.HasField("learned_net") else None,
+        current_step=int(state.current_step),
+        history=list(state.history),
+    )
+
+
+def _hdf5(path: str) -> BpinspectError:
+    return BpinspectError(
+        f"{path}: an HDF5 solver state; only the binaryproto .solverstate is supported "
+        "(snapshot_format: BINARYPROTO)"
+    )
+
+
+def history_to_array(blob: caffe_pb2.BlobProto, where: str) -> np.ndarray:
+    """A history ``BlobProto`` as an array of its shape: float64 from ``double_data``."""
+    shape = blob_shape(blob)
+    if any(d < 0 for d in shape):
+        raise BpinspectError(f"{where}: negative dimension in shape {format_shape(shape)}")
+    if len(blob.double_data):
+        values = np.array(blob.double_data, dtype=np.float64)
+    else:
+        values = np.array(blob.data, dtype=np.float32)
+    count = math.prod(shape)
+    if values.size != count:
+        raise BpinspectError(
+            f"{where}: holds {values.size} values but its shape {format_shape(shape)} needs {count}"
+        )
+    return values.reshape(shape)
+
+
+def write_solverstate(
+    path: str | os.PathLike[str], it: int, learned_net: str, history: Sequence[Any],
+    current_step: int,
+) -> None:
+    """Write a binary ``SolverState`` atomically (replacing ``path``, as Caffe does).
+
+    ``history``: arrays (NumPy or CuPy); float64 ones go to ``double_data``.
+    The bytes are laid out as protobuf's serializer would, field by field, so
+    that a large history is not copied value by value into messages.
+    """
+    head = caffe_pb2.SolverState(iter=int(it), learned_net=learned_net).SerializeToString()
+    chunks: list[Any] = [head]
+    for a in history:
+        blob = _blob_chunks(a)
+        size = sum(len(c) for c in blob)
+        chunks += [_tag(caffe_pb2.SolverState.HISTORY_FIELD_NUMBER) + _varint(size), *blob]
+    chunks.append(caffe_pb2.SolverState(current_step=int(current_step)).SerializeToString())
+    write_atomic(path, lambda f: f.writelines(chunks), overwrite=True)
+
+
+def _blob_chunks(a: Any) -> list[Any]:
+    """``Blob::ToProto``: ``data`` (5) then ``shape`` (7), or ``shape`` then ``double_data`` (8)."""
+    host = np.asarray(to_host(a))
+    shape = caffe_pb2.BlobProto()
+    shape.shape.dim.extend(int(d) for d in host.shape)
+    shape_bytes = shape.SerializeToString()
+    if host.dtype == np.float64:
+        raw = np.ascontiguousarray(host, dtype="<f8").reshape(-1)
+        number = caffe_pb2.BlobProto.DOUBLE_DATA_FIELD_NUMBER
+    else:
+        raw = np.ascontiguousarray(host, dtype="<f4").reshape(-1)
+        number = caffe_pb2.BlobProto.DATA_FIELD_NUMBER
+    if not raw.size:
+        return [shape_bytes]
+    values = [_tag(number) + _varint(raw.nbytes), memoryview(raw).cast("B")]
+    before = number < caffe_pb2.BlobProto.SHAPE_FIELD_NUMBER
+    return [*values, shape_bytes] if before else [shape_bytes, *values]
+
+
+def _tag(number: int) -> bytes:
+    return _varint(number << 3 | 2)  # wire type 2: length-delimited
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        if n:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
