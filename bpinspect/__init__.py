@@ -18,10 +18,6 @@ __all__ = [
     "get_solver",
 ]
 
-_SOLVER_NAMES = frozenset(
-    {"get_solver", "SGDSolver", "NesterovSolver", "AdaGradSolver", "RMSPropSolver",
-     "AdaDeltaSolver", "AdamSolver"}
-)
 __version__ = "0.1.0"
 
 TRAIN = "train"
@@ -33,7 +29,7 @@ def __getattr__(name: str):  # lazy: importing bpinspect must not pull in the en
         from bpinspect.engine.net import Net
 
         return Net
-    if name in _SOLVER_NAMES:
+    if name == "get_solver" or name.endswith("Solver") and name in __all__:
         from bpinspect.engine import solver
 
         return getattr(solver, name)

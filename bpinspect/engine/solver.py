@@ -485,6 +485,7 @@ class Solver:
         self.current_step = current_step
 
         sumsq = [_sumsq(lp.blob.diff) for lp in self.learnable]
+        diffs_in = [lp.blob.diff.copy() if record else None for lp in self.learnable]
         grad_norm = math.sqrt(sum(sumsq))
         clip_scale = None
         if p.clip_gradients >= 0 and grad_norm > p.clip_gradients:  # ClipGradients
@@ -496,7 +497,6 @@ class Solver:
         reports: dict[Key, ParamUpdate] = {}
         for i, lp in enumerate(self.learnable):
             blob = lp.blob
-            diff_in = blob.diff.copy() if record else None
             data_before = blob.data.copy() if record else None
             if p.iter_size != 1:  # Normalize: Caffe scales by the reciprocal
                 blob.diff *= float(dtype(1.0 / p.iter_size))
@@ -516,7 +516,7 @@ class Solver:
                 diff_norm=math.sqrt(sumsq[i]), update_norm=update_norm,
                 data_norm_before=data_norm, data_norm_after=math.nan,
                 ratio=update_norm / data_norm if data_norm else None,
-                diff_in=diff_in, data_before=data_before,
+                diff_in=diffs_in[i], data_before=data_before,
             )
         for lp in self.learnable:  # Net::Update: data -= diff
             lp.blob.data -= lp.blob.diff
