@@ -400,3 +400,23 @@ def test_save_state_load_state_undoes_an_update():
 def test_net_dtype_follows_the_solver():
     solver, _ = make("SGD", CONFIGS["fixed"])
     assert solver.net.dtype == np.float64 and solver.history[0].dtype == np.float64
+
+
+@pytest.mark.parametrize("kind", TYPES)
+def test_the_device_matches_the_reference(xp, kind):
+    """The same rules on CuPy arrays (skipped without a GPU); NumPy is the case above."""
+    from bpinspect.backend import CPU, select_device, to_host
+
+    device = CPU if xp is np else select_device("gpu")
+    param = parse_solver(solver_text(kind, CONFIGS["multistep-clip-active"]))
+    solver = get_solver(param, dtype=np.float64, device=device)
+    solver.net.blobs["data"].data[...] = xp.asarray(X1)
+    solver.net.blobs["target"].data[...] = xp.asarray(T)
+    params0 = {k: to_host(solver.net.params[k[0]][k[1]].data).copy() for k in KEYS}
+    ref = Reference(kind, ref_cfg(kind, CONFIGS["multistep-clip-active"], param), params0)
+    for _ in range(3):
+        ref.iteration([X1])
+    solver.step(3)
+    for k in KEYS:
+        np.testing.assert_allclose(to_host(solver.net.params[k[0]][k[1]].data), ref.p[k],
+                                   rtol=1e-10, atol=1e-13)
