@@ -41,30 +41,73 @@ def resolve_path(path: str, base_dir: str | None) -> str:
 
 
 class Database(ABC):
-    """An open database: ``len(db)`` records, in key order, by index."""
+    """An open database: ``len(db)`` records, in key order, by index.
+
+    Both bindings refuse a second open of one database in one process (LMDB:
+    "already open in this process"; LevelDB: its lock), which a train and a
+    test net on one source, or a net rebuilt while the old one lives, would
+    do: so every Database of one directory shares one handle, closed with
+    the last of them.
+    """
 
     backend: str = ""
+    _shared: ClassVar[dict[tuple[str, str], list[Any]]] = {}  # -> [handle, keys, users]
 
-    def __init__(self, source: str, where: str) -> None:
+    def __init__(self, source: str, path: str, where: str) -> None:
         self.source = source  # as the net gives it, for messages
         self.where = where    # "layer 'mnist' (Data)", for messages
-        self.keys: list[bytes] = []
+        self._id = (self.backend, os.path.realpath(path))
+        shared = self._shared.get(self._id)
+        if shared is None:
+            handle = self._open(path)
+            try:
+                keys = self._keys(handle)
+            except BaseException:
+                self._close(handle)
+                raise
+            shared = [handle, keys, 0]
+            self._shared[self._id] = shared
+        shared[2] += 1
+        self._handle: Any = shared[0]
+        self.keys: list[bytes] = shared[1]
+        self._closed = False
 
     def __len__(self) -> int:
         return len(self.keys)
 
     def value(self, index: int) -> bytes:
         """The value of record ``index`` (0-based, in key order)."""
-        value = self._get(self.keys[index])
+        value = self._get(self._handle, self.keys[index])
         if value is None:  # a key listed at open time and gone since
             self.fail(f"record {self.keys[index]!r} has disappeared since it was opened")
         return value
 
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        shared = self._shared[self._id]
+        shared[2] -= 1
+        if shared[2] == 0:
+            del self._shared[self._id]
+            self._close(shared[0])
+
+    def __del__(self) -> None:
+        if getattr(self, "_closed", True) is False:
+            self.close()
+
+    # What a backend provides; _open raises the one-line error itself.
     @abstractmethod
-    def _get(self, key: bytes) -> bytes | None: ...
+    def _open(self, path: str) -> Any: ...
 
     @abstractmethod
-    def close(self) -> None: ...
+    def _keys(self, handle: Any) -> list[bytes]: ...
+
+    @abstractmethod
+    def _get(self, handle: Any, key: bytes) -> bytes | None: ...
+
+    @abstractmethod
+    def _close(self, handle: Any) -> None: ...
 
     def fail(self, message: str) -> None:
         raise BpinspectError(f"{self.where}: {self.backend} source {self.source!r}: {message}")
@@ -76,78 +119,59 @@ class Database(ABC):
 class _LMDB(Database):
     backend = "LMDB"
 
-    def __init__(self, source: str, path: str, where: str) -> None:
+    def _open(self, path: str) -> Any:
         import lmdb
 
-        super().__init__(source, where)
         try:
-            self._env = lmdb.open(path, readonly=True, lock=False, readahead=False,
-                                  max_readers=1)
-            self._txn = self._env.begin(buffers=False)
-            with self._txn.cursor() as cursor:
-                self.keys = list(cursor.iternext(keys=True, values=False))
+            env = lmdb.open(path, readonly=True, lock=False, readahead=False)
+            return env, env.begin(buffers=False)
         except lmdb.Error as e:
-            raise _open_error(where, self.backend, source, _lmdb_reason(path, e)) from None
+            raise _open_error(self.where, self.backend, self.source,
+                              _lmdb_reason(path, e)) from None
 
-    def _get(self, key: bytes) -> bytes | None:
-        value: bytes | None = self._txn.get(key)
+    def _keys(self, handle: Any) -> list[bytes]:
+        with handle[1].cursor() as cursor:
+            return list(cursor.iternext(keys=True, values=False))
+
+    def _get(self, handle: Any, key: bytes) -> bytes | None:
+        value: bytes | None = handle[1].get(key)
         return value
 
-    def close(self) -> None:
-        self._txn.abort()
-        self._env.close()
+    def _close(self, handle: Any) -> None:
+        handle[1].abort()
+        handle[0].close()
 
 
 class _LevelDB(Database):
     backend = "LevelDB"
-    # A LevelDB is locked by the process that opens it, against the same process
-    # too: a train and a test net on one database, or a net rebuilt while the old
-    # one lives, share one handle (path -> [handle, users]).
-    _open: ClassVar[dict[str, list[Any]]] = {}
 
-    def __init__(self, source: str, path: str, where: str) -> None:
+    def _open(self, path: str) -> Any:
         import plyvel
 
-        super().__init__(source, where)
         if not os.path.isfile(os.path.join(path, "CURRENT")):
-            raise _open_error(where, self.backend, source, _missing_reason(path, "LevelDB"))
-        self._path = os.path.realpath(path)
-        shared = self._open.get(self._path)
+            raise _open_error(self.where, self.backend, self.source,
+                              _missing_reason(path, "LevelDB"))
         try:
-            if shared is None:
-                shared = [plyvel.DB(path, create_if_missing=False), 0]
-            self._db: Any = shared[0]
-            self.keys = list(self._db.iterator(include_value=False))
+            return plyvel.DB(path, create_if_missing=False)
         except (plyvel.Error, OSError) as e:
-            raise _open_error(where, self.backend, source, _plyvel_reason(e)) from None
-        shared[1] += 1
-        self._open[self._path] = shared
-        self._closed = False
+            raise _open_error(self.where, self.backend, self.source, _plyvel_reason(e)) from None
 
-    def _get(self, key: bytes) -> bytes | None:
-        value: bytes | None = self._db.get(key)
+    def _keys(self, handle: Any) -> list[bytes]:
+        return list(handle.iterator(include_value=False))
+
+    def _get(self, handle: Any, key: bytes) -> bytes | None:
+        value: bytes | None = handle.get(key)
         return value
 
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        shared = self._open[self._path]
-        shared[1] -= 1
-        if shared[1] == 0:
-            del self._open[self._path]
-            shared[0].close()
-
-    def __del__(self) -> None:
-        if getattr(self, "_closed", True) is False:
-            self.close()
+    def _close(self, handle: Any) -> None:
+        handle.close()
 
 
 def open_db(source: str, backend: int | str, where: str, base_dir: str | None = None) -> Database:
     """Open ``source`` with ``backend`` (``DataParameter.DB`` value, or "LMDB" /
     "LevelDB"), as ``db::GetDB(backend)->Open(source, READ)``; an empty database
     is an error here (Caffe would read a record that is not there)."""
-    name = BACKENDS.get(backend, backend) if isinstance(backend, int) else str(backend)
+    name = str(BACKENDS.get(backend, backend)) if isinstance(backend, int) else str(backend)
     path = resolve_path(source, base_dir)
     if name.lower() == "lmdb":
         db: Database = _LMDB(source, path, where)
@@ -179,8 +203,8 @@ def _missing_reason(path: str, backend: str) -> str:
         return "not a LevelDB database; it holds data.mdb, an LMDB: set backend: LMDB"
     if backend == "LMDB" and os.path.isfile(os.path.join(path, "CURRENT")):
         return "not an LMDB database; it holds CURRENT, a LevelDB: set backend: LEVELDB"
-    marker = "data.mdb" if backend == "LMDB" else "CURRENT"
-    return f"not a {backend} database (the directory has no {marker})"
+    marker, article = ("data.mdb", "an") if backend == "LMDB" else ("CURRENT", "a")
+    return f"not {article} {backend} database (the directory has no {marker})"
 
 
 def _lmdb_reason(path: str, error: Exception) -> str:

@@ -21,9 +21,12 @@ def test_unknown_type_names_layer_and_type():
         layer_class("Frobnicate", "x")
 
 
-def test_data_source_layers_get_a_hint():
-    with pytest.raises(BpinspectError, match="use the deploy net, or an Input layer"):
-        layer_class("HDF5Data", "data")
+def test_data_source_layers_are_registered_but_window_data_says_why_not():
+    assert {"Data", "ImageData", "HDF5Data", "MemoryData"} <= set(supported_types())
+    with pytest.raises(BpinspectError, match="'WindowData' is not supported; it reads R-CNN "
+                                             "window files") as info:
+        layer_class("WindowData", "data")
+    assert "deploy net" not in str(info.value)
 
 
 def test_a_type_registers_once():
