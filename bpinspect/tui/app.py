@@ -32,7 +32,14 @@ from bpinspect.errors import EXIT_USAGE, BpinspectError
 from bpinspect.session.schedule import BACKWARD, FORWARD
 from bpinspect.session.session import Session
 from bpinspect.tui import messages as msg
-from bpinspect.tui.view_data import StatsCache, ViewRequest, follow_layer, gather
+from bpinspect.tui.view_data import (
+    StatsCache,
+    ViewRequest,
+    follow_layer,
+    gather,
+    is_training,
+    row_of,
+)
 
 
 @dataclass
@@ -97,7 +104,8 @@ class BpinspectApp(App[int]):
         self._stats_cache = StatsCache()
         self._notes_seen = 0
         self.at_end = False
-        """The cursor is past the last step (step and continue have nothing to do)."""
+        """Step and continue have nothing to do: the cursor is past the last step (in
+        training: max_iter is reached)."""
         self.at_start = True
         """Nothing has run in this pass (step back has nothing to undo)."""
         self.show_timings = True
@@ -117,6 +125,11 @@ class BpinspectApp(App[int]):
         self.main_screen.post_message(message)
 
     @property
+    def training(self) -> bool:
+        """The session runs a solver's iterations (``bpinspect --solver``)."""
+        return self.session is not None and is_training(self.session)
+
+    @property
     def busy(self) -> bool:
         """The session worker is running a command (keys that move the cursor wait)."""
         return self._worker_active
@@ -132,7 +145,7 @@ class BpinspectApp(App[int]):
         from bpinspect.tui.screens.help import HelpScreen
 
         if not isinstance(self.screen, HelpScreen):
-            self.push_screen(HelpScreen())
+            self.push_screen(HelpScreen(training=self.training))
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
@@ -236,7 +249,8 @@ class BpinspectApp(App[int]):
             self._post(msg.InternalErrorRaised(
                 "show", f"{type(exc).__name__}: {exc}", traceback.format_exc()))
             return
-        self.at_end = session.at_end
+        training: Any = session
+        self.at_end = training.finished if is_training(session) else session.at_end
         self.at_start = session.last_step is None
         seconds = time.perf_counter() - started
         if outcome is not None and outcome.compute_seconds:
@@ -260,7 +274,8 @@ class BpinspectApp(App[int]):
     def _do_load(self, command: Command) -> Outcome | None:
         options = self.options
         assert options is not None
-        self._post(msg.LoadProgressed(0, None, f"loading {options.net}"))
+        what = getattr(options, "net", None) or getattr(options, "solver", None)
+        self._post(msg.LoadProgressed(0, None, f"loading {what}"))
         started = time.perf_counter()
         factory = self._session_factory
         if factory is None:
@@ -286,13 +301,15 @@ class BpinspectApp(App[int]):
         self.session = session
         self._stats_cache = StatsCache()
         self._notes_seen = len(session.notes)
+        training = is_training(session)
         self._post(msg.SessionLoaded(list(session.notes), seconds, list(session.net.blobs),
-                                     str(session.export_dir)))
+                                     str(session.export_dir), training))
         first = session.next_step
         took = f" in {seconds:.1f} s" if self.show_timings and seconds else ""
-        return Outcome(f"loaded {session.net.name}{took}: n steps, c continues, ? shows every "
-                       "key",
-                       follow=None if first is None else first.layer_name)
+        keys = "n steps, c continues, u runs to an iteration" if training else \
+            "n steps, c continues"
+        return Outcome(f"loaded {session.net.name}{took}: {keys}, ? shows every key",
+                       follow=None if first is None else row_of(first))
 
     def _do_refresh(self, command: Command) -> Outcome | None:
         return None
@@ -303,27 +320,68 @@ class BpinspectApp(App[int]):
         return self.session
 
     def _do_step(self, command: Command) -> Outcome:
-        session = self._session()
+        session: Any = self._session()
         started = time.perf_counter()
+        training = is_training(session)
+        before = self._where(session) if training else ""
         result = session.step()
         seconds = time.perf_counter() - started
         if result is None:
+            if training:
+                return Outcome(f"max_iter {session.max_iter} reached: r restarts this pass, "
+                               "p steps back", refresh=False)
             return Outcome("end of the pass: r restarts, p steps back", refresh=False)
         status = f"ran {result.step.label}" + (f" in {seconds * 1000:.0f} ms"
                                                if self.show_timings else "")
+        if training and self._where(session) != before:
+            status = f"began {self._where(session)}; {status}"
         severity = "information"
         if result.hits:
             status = result.hits[0].message
             severity = "warning"
         return Outcome(status, severity, moved=result.step.direction, compute_seconds=seconds)
 
+    @staticmethod
+    def _where(session: Any) -> str:
+        """``iteration 3`` (``, pass 2 of 4`` with iter_size > 1) of a training session."""
+        where = f"iteration {session.iteration}"
+        if session.iter_size > 1:
+            where += f", pass {session.pass_index + 1} of {session.iter_size}"
+        return where
+
+    def _progress(self, session: Any, target: int | None) -> Callable[[int, int, Any], None]:
+        """A continue's progress callback; in training it counts iterations (to
+        ``target``, else to max_iter) and says which one runs."""
+        if not is_training(session):
+            def steps(done: int, total: int, step: Any) -> None:
+                self._post(msg.RunProgressed(done, total, step))
+            return steps
+        start = int(session.iteration)
+        end = session.max_iter if target is None else target
+
+        def iterations(done: int, total: int, step: Any) -> None:
+            self._post(msg.RunProgressed(int(session.iteration) - start, max(end - start, 1),
+                                         step, self._where(session)))
+        return iterations
+
+    def _do_until(self, command: Command) -> Outcome:
+        session: Any = self._session()
+        if not is_training(session):
+            raise BpinspectError("u runs to an iteration of a training session "
+                                 "(bpinspect --solver SOLVER)")
+        target = int(command.args["iteration"])
+        started = time.perf_counter()
+        stop = session.run_to_iteration(target, progress=self._progress(session, target),
+                                        cancel=self._check_cancel)
+        return self._stopped(session, stop, time.perf_counter() - started)
+
     def _do_continue(self, command: Command) -> Outcome:
         session = self._session()
-
-        def progress(done: int, total: int, step: Any) -> None:
-            self._post(msg.RunProgressed(done, total, step))
-
+        progress = self._progress(session, None)
         started = time.perf_counter()
+        if is_training(session) and "layer" not in command.args:
+            stop = session.continue_(progress=progress, cancel=self._check_cancel)
+            return self._stopped(session, stop, time.perf_counter() - started)
         if "layer" in command.args:
             stop = session.run_to(command.args["layer"], command.args["direction"],
                                   progress=progress, cancel=self._check_cancel)
@@ -339,6 +397,30 @@ class BpinspectApp(App[int]):
         return Outcome(f"{stop.message}{took}", severity, moved=moved, stop=stop,
                        compute_seconds=seconds, follow=follow)
 
+    def _stopped(self, session: Any, stop: Any, seconds: float) -> Outcome:
+        """Where a training run stopped: the status says the iteration, and the view
+        shows the layer the stop is about (where a NaN first appeared, say)."""
+        severity = "warning" if stop.reason in ("breakpoint", "condition") else "information"
+        moved = stop.step.direction if stop.step is not None else FORWARD
+        follow = None
+        hit = stop.hits[0] if stop.hits else None
+        if hit is not None and hit.first_layer:
+            follow = hit.first_layer
+        elif stop.reason == "breakpoint" and session.next_step is not None:
+            follow = row_of(session.next_step)  # stopped before it: show what it will read
+        elif stop.reason in ("target", "max_iter") and stop.step is not None:
+            follow = row_of(session.next_step or stop.step)
+        if stop.reason == "target":
+            message = f"at the start of {self._where(session)} ({stop.steps_run} steps run)"
+        elif stop.reason == "max_iter":
+            message = (f"max_iter {session.max_iter} reached after iteration "
+                       f"{session.iteration} ({stop.steps_run} steps run)")
+        else:
+            message = f"{stop.message} — {self._where(session)}"
+        took = f" ({seconds:.2f} s)" if self.show_timings else ""
+        return Outcome(f"{message}{took}", severity, moved=moved, stop=stop,
+                       compute_seconds=seconds, follow=follow)
+
     def _do_back(self, command: Command) -> Outcome:
         session = self._session()
         started = time.perf_counter()
@@ -351,6 +433,9 @@ class BpinspectApp(App[int]):
     def _do_restart(self, command: Command) -> Outcome:
         session = self._session()
         session.restart()
+        if is_training(session):
+            return Outcome(f"restarted {self._where(session)}: the same batch, the weights "
+                           "and the solver's history as the pass began", moved="back")
         return Outcome("restarted: a new pass with the same inputs, weights, injections and "
                        "breakpoints", moved="back")
 
@@ -363,13 +448,23 @@ class BpinspectApp(App[int]):
         return Outcome(f"breakpoint {'set on' if now else 'removed from'} {layer}{where}")
 
     def _do_conditions(self, command: Command) -> Outcome:
-        session = self._session()
+        session: Any = self._session()
         bp = session.breakpoints
         bp.set_condition("nonfinite", command.args["nonfinite"])
         bound = command.args.get("bound")
         bp.set_condition("max_abs", bound is not None, bound)
         bp.set_condition("zero_diff", command.args["zero_diff"])
         described = [c.describe() for c in bp.conditions]
+        training = command.args.get("training")
+        if training is not None and is_training(session):
+            tc = session.training_conditions
+            tc.set_loss_above(training["loss_above"])
+            tc.set_ratio_above(training["ratio_above"])
+            tc.loss_nonfinite = bool(training["loss_nonfinite"])
+            tc.iterations.clear()
+            for iteration in training["iterations"]:
+                tc.add_iteration(iteration)
+            described += tc.describe()
         return Outcome("stop when: " + ("; ".join(described) if described else
                                         "(no conditions)"))
 

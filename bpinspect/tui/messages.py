@@ -36,6 +36,7 @@ class SessionLoaded(Message):
     seconds: float
     blobs: list[str] = field(default_factory=list)  # every blob name, for the inject dialog
     export_dir: str = "."
+    training: bool = False  # a TrainingSession: its keys, tab and header line
 
 
 @dataclass
@@ -60,6 +61,7 @@ class RunProgressed(Message):
     done: int
     total: int
     step: Step
+    where: str = ""  # training: "iteration 3" (done/total then count iterations)
 
     def can_replace(self, message: Message) -> bool:
         return isinstance(message, RunProgressed)

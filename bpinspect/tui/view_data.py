@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from bpinspect.errors import BpinspectError
-from bpinspect.session.schedule import BACKWARD, FORWARD
+from bpinspect.session.schedule import BACKWARD, FORWARD, UPDATE, Step
 from bpinspect.session.session import LayerInfo, Session
 from bpinspect.session.stats import BlobStats, Histogram
 
@@ -31,6 +31,7 @@ TAB_DROPOUT = "tab-dropout"
 TAB_SOFTMAX = "tab-softmax"
 TAB_SALIENCY = "tab-saliency"
 TAB_FLOW = "tab-flow"
+TAB_TRAINING = "tab-training"  # a training session only: loss, rate, update ratios
 INTERNALS_TABS = (TAB_LRN, TAB_POOLING, TAB_CONCAT, TAB_DROPOUT, TAB_SOFTMAX)
 INTERNALS_TAB_OF_TYPE = {
     "LRN": TAB_LRN,
@@ -46,6 +47,43 @@ DEFAULT_BINS = 48
 
 BlobRef = tuple[str, int | None]  # (blob, None) or (layer, param index)
 
+# The layer list's row (and the request's "layer") of a training pass's update step:
+# not a layer name (a net may have a layer called "update").
+UPDATE_ROW = "\u0394 update"
+
+
+def is_training(session: Session) -> bool:
+    """The session runs a solver's iterations (a TrainingSession)."""
+    return hasattr(session, "iterations") and hasattr(session, "solver")
+
+
+def update_step(session: Session) -> Step | None:
+    """The update step of the pass being viewed (the last pass of an iteration has one)."""
+    last = session.schedule[-1] if session.schedule else None
+    return last if last is not None and last.direction == UPDATE else None
+
+
+def row_of(step: Step) -> str:
+    """The layer list row that stands for ``step``."""
+    return UPDATE_ROW if step.direction == UPDATE else step.layer_name
+
+
+@dataclass(frozen=True)
+class TrainingInfo:
+    """Where a training session is: the header's third line."""
+
+    iteration: int  # the iteration being run
+    max_iter: int
+    pass_index: int  # 0-based pass within the iteration
+    iter_size: int
+    solver_type: str
+    rate: float | None  # the learning rate of this iteration
+    loss: float | None  # the last finished iteration's loss (None: none finished yet)
+    smoothed_loss: float | None
+    loss_iteration: int | None  # which iteration that loss is of
+    batches: tuple[str, ...]  # what each data layer reads in this pass
+    finished: bool  # max_iter reached
+
 
 @dataclass(frozen=True)
 class HeaderInfo:
@@ -59,6 +97,7 @@ class HeaderInfo:
     direction: str  # where the cursor is: "forward" | "backward" | "done"
     next_label: str | None
     last_label: str | None
+    training: TrainingInfo | None = None  # a training session's iteration, loss, batch
 
 
 @dataclass(frozen=True)
@@ -72,8 +111,9 @@ class LayerRow:
     backward_done: bool
     backward_skipped: bool  # this layer's backward step runs nothing
     backward_reason: str  # why it is skipped, or why it runs
-    current: str | None  # "forward" | "backward" when the next step is this layer's
+    current: str | None  # "forward" | "backward" | "update" when the next step is this row's
     breakpoint: str | None  # "forward" | "backward" | "both" | None
+    update: bool = False  # the row of a training pass's update step (forward_done: it ran)
 
 
 @dataclass(frozen=True)
@@ -91,6 +131,8 @@ class BlobEntry:
     in_place: bool = False
     needs_diff: bool = True  # False: no gradient is ever computed for it
     error: str | None = None
+    data_label: str | None = None  # what the values are, instead of the step ("new weights")
+    diff_label: str | None = None
 
     @property
     def ref(self) -> BlobRef:
@@ -99,6 +141,48 @@ class BlobEntry:
     @property
     def label(self) -> str:
         return self.name if self.param is None else f"{self.name}#{self.param}"
+
+
+@dataclass(frozen=True)
+class UpdateInfo:
+    """The update step of a training pass, for the blob panel's title."""
+
+    step: int  # its index in the schedule
+    done: bool  # it ran: the params hold the new weights and the update value
+    iteration: int
+    solver_type: str
+    rate: float | None  # the learning rate the update used (done) or will use
+    max_ratio: tuple[str, float] | None  # the largest ‖Δw‖/‖w‖ of that update (done)
+    clip_scale: float | None  # the factor ClipGradients applied, if it did
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """The training tab: the loss over iterations, tests, the rate and the update ratios."""
+
+    loss: tuple[tuple[int, ...], tuple[float, ...]]  # (iterations, values)
+    smoothed_loss: tuple[tuple[int, ...], tuple[float, ...]]
+    tests: tuple[tuple[str, tuple[int, ...], tuple[float, ...]], ...]  # (name, its, values)
+    rate: float | None  # this iteration's learning rate
+    last_iteration: int | None  # the iteration the params' numbers are of
+    params: tuple[ParamRow, ...]
+    iterations_kept: int  # how many iterations have summaries
+    iteration: int
+    max_iter: int
+
+
+@dataclass(frozen=True)
+class ParamRow:
+    """One learnable param's last update, with the range of its ratio over iterations."""
+
+    param: str  # "layer#i"
+    ratio: float  # ‖Δw‖/‖w‖ of the last update
+    local_rate: float
+    diff_l2: float  # the gradient that went in
+    update_l2: float
+    data_l2: float  # ‖w‖ before that update
+    ratio_min: float  # over every iteration kept
+    ratio_max: float
 
 
 @dataclass(frozen=True)
@@ -114,6 +198,7 @@ class LayerPanel:
     backward_done: bool
     backward_skipped: bool
     backward_reason: str
+    update: UpdateInfo | None = None  # set when the panel shows a training update step
 
     @property
     def selected_entry(self) -> BlobEntry | None:
@@ -153,6 +238,17 @@ class ViewData:
     panel: LayerPanel | None
     internals: InternalsData | None
     conditions: tuple[tuple[str, float | None], ...] = ()  # (kind, bound) of each condition
+    training_conditions: TrainingConditionsState | None = None  # a training session's
+
+
+@dataclass(frozen=True)
+class TrainingConditionsState:
+    """A training session's loss, ratio and iteration breakpoints (the dialog's start)."""
+
+    loss_nonfinite: bool
+    loss_above: float | None
+    ratio_above: float | None
+    iterations: tuple[int, ...]
 
 
 def effective_tab(preferred: str, layer_type: str | None) -> str:
@@ -180,6 +276,31 @@ def header_info(session: Session) -> HeaderInfo:
         direction=session.phase,
         next_label=None if nxt is None else nxt.label,
         last_label=None if last is None else last.label,
+        training=training_info(session) if is_training(session) else None,
+    )
+
+
+def _learning_rate(solver: Any) -> float | None:
+    rate = getattr(solver, "learning_rate", None)
+    if rate is None:
+        return None
+    return float(rate() if callable(rate) else rate)
+
+
+def training_info(session: Any) -> TrainingInfo:
+    last = session.iterations.last
+    return TrainingInfo(
+        iteration=int(session.iteration),
+        max_iter=int(session.max_iter),
+        pass_index=int(session.pass_index),
+        iter_size=int(session.iter_size),
+        solver_type=str(session.solver.type),
+        rate=_learning_rate(session.solver),
+        loss=None if last is None else float(last.loss),
+        smoothed_loss=None if last is None else float(last.smoothed_loss),
+        loss_iteration=None if last is None else int(last.iteration),
+        batches=tuple(session.describe_batches()),
+        finished=bool(session.finished),
     )
 
 
@@ -203,23 +324,36 @@ def layer_rows(session: Session) -> tuple[LayerRow, ...]:
             backward_skipped=bwd.skipped, backward_reason=bwd.reason,
             current=current, breakpoint=mark,
         ))
+    update = update_step(session)
+    if update is not None:
+        rows.append(LayerRow(
+            name=UPDATE_ROW, type=update.layer_type, index=-1,
+            forward_done=session.is_done(update.index), backward_done=False,
+            backward_skipped=False, backward_reason=update.reason,
+            current=UPDATE if nxt is not None and nxt.index == update.index else None,
+            breakpoint=None, update=True,
+        ))
     return tuple(rows)
 
 
 def follow_layer(session: Session, moved_back: bool = False) -> str | None:
-    """The layer to show after the cursor moved: the step just run, else the next one."""
+    """The row to show after the cursor moved: the step just run, else the next one."""
     step = session.next_step if moved_back else (session.last_step or session.next_step)
     if step is None:
         step = session.last_step
-    return None if step is None else step.layer_name
+    return None if step is None else row_of(step)
 
 
 # ------------------------------------------------------------------------- blob panel
 class StatsCache:
     """Statistics and histograms of values that cannot change within one
     ``session.generation``: a recorded step's value, and params' data (weights are
-    fixed in a session). fc6's weights are 38M values: their histogram takes half
-    a second."""
+    fixed in a session's pass). fc6's weights are 38M values: their histogram takes
+    half a second.
+
+    In training the update step changes the weights within a pass (and a step back
+    over it puts them back) without a new generation: params' data are keyed on the
+    solver's iteration too, which the update advances and its undo restores."""
 
     def __init__(self) -> None:
         self._stats: dict[tuple[Any, ...], Any] = {}
@@ -236,23 +370,35 @@ class StatsCache:
         return self._stats[key]
 
     @staticmethod
-    def _key(name: str, kind: str, step: int | None, param: int | None,
+    def _key(session: Session, name: str, kind: str, step: int | None, param: int | None,
              *extra: Any) -> tuple[Any, ...] | None:
         """None for a live value that may still change (no step, not a weight)."""
         fixed = param is not None and kind == "data"
         if step is None and not fixed:
             return None
-        return (name, kind, None if fixed else step, param, *extra)
+        weights = weights_version(session) if fixed else None
+        return (name, kind, None if fixed and step is None else step, param, weights, *extra)
 
     def stats(self, session: Session, name: str, kind: str, step: int | None,
               param: int | None) -> BlobStats | None:
-        return self._cached(session, self._key(name, kind, step, param),
+        return self._cached(session, self._key(session, name, kind, step, param),
                             lambda: session.stats(name, kind, step, param))
 
     def histogram(self, session: Session, name: str, kind: str, step: int | None,
                   param: int | None, bins: int) -> Histogram | None:
-        return self._cached(session, self._key(name, kind, step, param, "histogram", bins),
+        key = self._key(session, name, kind, step, param, "histogram", bins)
+        return self._cached(session, key,
                             lambda: session.histogram(name, kind, step, param, bins=bins))
+
+
+def weights_version(session: Session) -> tuple[Any, ...] | None:
+    """What tells the weights of one generation apart: in training, the solver's
+    iteration and whether this pass's update has run (None: weights never change)."""
+    if not is_training(session):
+        return None
+    update = update_step(session)
+    return (int(session.solver.iter),  # type: ignore[attr-defined]
+            update is not None and session.is_done(update.index))
 
 
 def _ran(session: Session, step: int) -> int | None:
@@ -307,10 +453,13 @@ def layer_panel(session: Session, layer: str, request: ViewRequest, cache: Stats
         add("top", t, None, tuple(blobs[t].shape), after_fwd, top_diff_step,
             skip_data=not fwd_done, skip_diff=before_bwd is None,
             in_place=t in info.in_place)
+    # The weights this layer's forward used: in training an update later in the pass
+    # changes the live ones (the update row shows those).
+    weights_step = after_fwd if is_training(session) else None
     for j, shape in info.params:
         down = info.param_propagate_down[j] if j < len(info.param_propagate_down) else True
-        add("param", layer, j, tuple(shape), None, after_bwd, skip_diff=not bwd_reached,
-            needs_diff=down and info.need_backward)
+        add("param", layer, j, tuple(shape), weights_step, after_bwd,
+            skip_diff=not bwd_reached, needs_diff=down and info.need_backward)
 
     selected = _pick_entry(entries, request.blob, moved)
     data_hist = diff_hist = None
@@ -331,6 +480,74 @@ def layer_panel(session: Session, layer: str, request: ViewRequest, cache: Stats
         forward_done=fwd_done, backward_done=bwd_reached and not bwd.skipped,
         backward_skipped=bwd.skipped, backward_reason=bwd.reason,
     )
+
+
+def learnable_params(session: Session) -> list[tuple[str, int, tuple[int, ...]]]:
+    """Each learnable param once, (owner layer, index, shape), in layer order (a param
+    shared between layers is one array: shown under its first owner)."""
+    seen: set[int] = set()
+    out = []
+    for layer in session.net.layer_names:
+        for j, blob in enumerate(session.net.params.get(layer, [])):
+            if id(blob) not in seen:
+                seen.add(id(blob))
+                out.append((layer, j, tuple(blob.shape)))
+    return out
+
+
+def update_panel(session: Any, request: ViewRequest, cache: StatsCache) -> LayerPanel | None:
+    """The update step of a training pass: every learnable param's data and diff.
+
+    Before the update: the weights and the gradient accumulated over the
+    iteration's passes. After it: the new weights, and the update value that was
+    subtracted (Caffe's ApplyUpdate leaves it in the diff)."""
+    step = update_step(session)
+    if step is None:
+        return None
+    done = session.is_done(step.index)
+    shown = _ran(session, step.index)
+    last = session.iterations.last if done else None
+    entries: list[BlobEntry] = []
+    for layer, j, shape in learnable_params(session):
+        data = diff = None
+        error = None
+        try:
+            data = cache.stats(session, layer, "data", shown, j)
+            diff = cache.stats(session, layer, "diff", shown, j)
+        except BpinspectError as exc:
+            error = str(exc)
+        entries.append(BlobEntry(
+            "param", layer, j, shape, data, diff, shown, shown, error=error,
+            data_label="new weights" if done else "weights",
+            diff_label="update value" if done else "gradient (summed)"))
+    info = LayerInfo(
+        name=UPDATE_ROW, type=step.layer_type, index=-1, bottoms=[], tops=[], in_place=[],
+        params=[], need_backward=False, backward_reason=step.reason, bottom_need_backward=[],
+        param_propagate_down=[], internals=[])
+    selected = _pick_entry(entries, request.blob, None)
+    data_hist = diff_hist = None
+    if entries:
+        e = entries[selected]
+        try:
+            if e.data is not None:
+                data_hist = cache.histogram(session, e.name, "data", shown, e.param,
+                                            request.bins)
+            if e.diff is not None:
+                diff_hist = cache.histogram(session, e.name, "diff", shown, e.param,
+                                            request.bins)
+        except BpinspectError:
+            data_hist = diff_hist = None
+    update = UpdateInfo(
+        step=step.index, done=done, iteration=int(session.iteration),
+        solver_type=str(session.solver.type),
+        rate=float(last.rate) if last is not None else _learning_rate(session.solver),
+        max_ratio=None if last is None else last.max_ratio,
+        clip_scale=None if last is None else last.clip_scale)
+    return LayerPanel(
+        info=info, entries=tuple(entries), selected=selected, data_hist=data_hist,
+        diff_hist=diff_hist, forward_step=step.index, backward_step=step.index,
+        forward_done=done, backward_done=done, backward_skipped=False,
+        backward_reason=step.reason, update=update)
 
 
 def _pick_entry(entries: list[BlobEntry], wanted: BlobRef | None, moved: str | None) -> int:
@@ -355,6 +572,10 @@ def _pick_entry(entries: list[BlobEntry], wanted: BlobRef | None, moved: str | N
 def internals(session: Session, request: ViewRequest, panel: LayerPanel | None) -> InternalsData:
     tab, layer = request.tab, request.layer
     try:
+        if tab == TAB_TRAINING:
+            if not is_training(session):
+                return InternalsData(tab, layer, message="not a training session (--solver)")
+            return InternalsData(tab, layer, view=training_data(session))
         if tab == TAB_FLOW:
             return InternalsData(tab, layer, view=tuple(session.gradient_flow()))
         if tab == TAB_SALIENCY:
@@ -385,6 +606,39 @@ def internals(session: Session, request: ViewRequest, panel: LayerPanel | None) 
     except BpinspectError as exc:
         return InternalsData(tab, layer, message=str(exc))
     return InternalsData(tab, layer, message="nothing to show")
+
+
+def training_data(session: Any) -> TrainingData:
+    """The training tab's numbers, all from ``session.iterations``."""
+    log = session.iterations
+    loss_x, loss_y = log.series("loss")
+    smooth_x, smooth_y = log.series("smoothed_loss")
+    tests = tuple((name, tuple(xs), tuple(ys))
+                  for name, (xs, ys) in sorted(log.test_series().items()))
+    last = log.last
+    params = []
+    if last is not None:
+        for p in last.params:
+            _, ratios = log.ratio_series(p.param)
+            params.append(ParamRow(
+                param=p.param, ratio=float(p.ratio), local_rate=float(p.local_rate),
+                diff_l2=float(p.diff_l2), update_l2=float(p.update_l2),
+                data_l2=float(p.data_l2),
+                ratio_min=float(min(ratios, default=p.ratio)),
+                ratio_max=float(max(ratios, default=p.ratio))))
+    return TrainingData(
+        loss=(tuple(loss_x), tuple(loss_y)), smoothed_loss=(tuple(smooth_x), tuple(smooth_y)),
+        tests=tests, rate=_learning_rate(session.solver),
+        last_iteration=None if last is None else int(last.iteration), params=tuple(params),
+        iterations_kept=len(log), iteration=int(session.iteration),
+        max_iter=int(session.max_iter))
+
+
+def training_conditions_state(session: Any) -> TrainingConditionsState:
+    tc = session.training_conditions
+    return TrainingConditionsState(
+        loss_nonfinite=bool(tc.loss_nonfinite), loss_above=tc.loss_above,
+        ratio_above=tc.ratio_above, iterations=tuple(sorted(tc.iterations)))
 
 
 def _pooling(session: Session, request: ViewRequest, layer: str) -> InternalsData:
@@ -445,8 +699,13 @@ def gather(session: Session, request: ViewRequest, cache: StatsCache,
            moved: str | None = None) -> ViewData:
     """Everything the screen shows for ``request`` (in the session worker)."""
     panel = None
-    if request.layer is not None:
+    if request.layer == UPDATE_ROW and is_training(session):
+        panel = update_panel(session, request, cache)
+        if panel is None:  # a pass without the update: show where the cursor is
+            request = replace(request, layer=follow_layer(session), blob=None)
+    if request.layer is not None and panel is None:
         panel = layer_panel(session, request.layer, request, cache, moved)
+    if panel is not None:
         if request.blob is None or moved is not None:
             entry = panel.selected_entry
             request = replace(request, blob=None if entry is None else entry.ref)
@@ -459,5 +718,7 @@ def gather(session: Session, request: ViewRequest, cache: StatsCache,
         internals=internals(session, replace(request, tab=tab), panel),
         conditions=tuple((c.kind, getattr(c, "bound", None))
                          for c in session.breakpoints.conditions),
+        training_conditions=training_conditions_state(session) if is_training(session)
+        else None,
     )
 

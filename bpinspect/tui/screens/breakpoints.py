@@ -1,4 +1,5 @@
-"""The conditional breakpoints dialog: stop on NaN/Inf, on |x| > bound, on a zero diff."""
+"""The conditional breakpoints dialog: stop on NaN/Inf, on |x| > bound, on a zero diff; in
+training also on the loss, on the update ratio, and at iterations."""
 
 from __future__ import annotations
 
@@ -13,18 +14,36 @@ from textual.screen import ModalScreen
 from textual.validation import Number
 from textual.widgets import Button, Checkbox, Input, Static
 
+from bpinspect.tui.view_data import TrainingConditionsState
+
+
+def parse_iterations(text: str) -> list[int]:
+    """``"100, 250 300"`` -> [100, 250, 300]; ValueError on anything else."""
+    out = []
+    for word in text.replace(",", " ").split():
+        value = int(word)
+        if value < 0:
+            raise ValueError(word)
+        out.append(value)
+    return out
+
 
 class BreakpointDialog(ModalScreen[dict[str, Any] | None]):
-    """Returns ``{"nonfinite": bool, "bound": float | None, "zero_diff": bool}``."""
+    """Returns ``{"nonfinite": bool, "bound": float | None, "zero_diff": bool}``, and
+    for a training session ``"training": {"loss_nonfinite": bool, "loss_above": float |
+    None, "ratio_above": float | None, "iterations": [int, ...]}``."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "cancel", "cancel", id="conditions-cancel",
                 tooltip="Close, change nothing"),
     ]
 
-    def __init__(self, conditions: tuple[tuple[str, float | None], ...]) -> None:
+    def __init__(self, conditions: tuple[tuple[str, float | None], ...],
+                 training: TrainingConditionsState | None = None) -> None:
         super().__init__()
         self.kinds = {kind: bound for kind, bound in conditions}
+        self.training = training
+        """The training session's conditions now (None: not training)."""
 
     def compose(self) -> ComposeResult:
         bound = self.kinds.get("max_abs")
@@ -41,10 +60,34 @@ class BreakpointDialog(ModalScreen[dict[str, Any] | None]):
                             id="cond-bound", validators=[Number(minimum=0)])
             yield Checkbox("a diff that is all zeros (the gradient vanished)",
                            "zero_diff" in self.kinds, id="cond-zero-diff")
+            if self.training is not None:
+                yield from self._compose_training(self.training)
             yield Static("", id="cond-error", classes="dialog-error")
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Apply", variant="primary", id="cond-ok")
                 yield Button("Cancel", id="cond-cancel")
+
+    def _compose_training(self, t: TrainingConditionsState) -> ComposeResult:
+        yield Static(Text("Training", style="bold"), classes="dialog-section")
+        yield Static("The loss is checked when a pass's loss layers have run; the update "
+                     "ratio ‖Δw‖/‖w‖ of every param after the update; an iteration before "
+                     "it begins.", classes="dialog-text")
+        yield Checkbox("loss NaN or Inf (says where the first non-finite value appeared)",
+                       t.loss_nonfinite, id="cond-loss-nonfinite")
+        with Horizontal(classes="dialog-row"):
+            yield Checkbox("loss above", t.loss_above is not None, id="cond-loss-above")
+            yield Input("" if t.loss_above is None else f"{t.loss_above:g}",
+                        placeholder="10", id="cond-loss-bound", validators=[Number()])
+        with Horizontal(classes="dialog-row"):
+            yield Checkbox("update ratio above", t.ratio_above is not None,
+                           id="cond-ratio-above")
+            yield Input("" if t.ratio_above is None else f"{t.ratio_above:g}",
+                        placeholder="0.01", id="cond-ratio-bound",
+                        validators=[Number(minimum=0)])
+        with Horizontal(classes="dialog-row"):
+            yield Static("stop at iterations", classes="dialog-label")
+            yield Input(" ".join(str(i) for i in t.iterations), placeholder="100 250",
+                        id="cond-iterations", classes="wide")
 
     def on_mount(self) -> None:
         self.query_one("#cond-nonfinite", Checkbox).focus()
@@ -61,21 +104,61 @@ class BreakpointDialog(ModalScreen[dict[str, Any] | None]):
         if event.value.strip():
             self.query_one("#cond-max-abs", Checkbox).value = True
 
+    @on(Input.Changed, "#cond-loss-bound")
+    def loss_bound_typed(self, event: Input.Changed) -> None:
+        if event.value.strip():
+            self.query_one("#cond-loss-above", Checkbox).value = True
+
+    @on(Input.Changed, "#cond-ratio-bound")
+    def ratio_bound_typed(self, event: Input.Changed) -> None:
+        if event.value.strip():
+            self.query_one("#cond-ratio-above", Checkbox).value = True
+
+    def _bound(self, checkbox: str, field_id: str, what: str) -> tuple[bool, float | None]:
+        """(ok, the bound or None when unchecked); shows what is wrong when not ok."""
+        if not self.query_one(checkbox, Checkbox).value:
+            return True, None
+        field = self.query_one(field_id, Input)
+        result = field.validate(field.value)
+        if not field.value.strip() or (result is not None and not result.is_valid):
+            self.query_one("#cond-error", Static).update(what)
+            field.focus()
+            return False, None
+        return True, float(field.value)
+
     @on(Input.Submitted)
     @on(Button.Pressed, "#cond-ok")
     def apply(self) -> None:
-        bound = None
-        if self.query_one("#cond-max-abs", Checkbox).value:
-            field = self.query_one("#cond-bound", Input)
-            result = field.validate(field.value)
-            if not field.value.strip() or (result is not None and not result.is_valid):
-                self.query_one("#cond-error", Static).update(
-                    "the bound must be a number ≥ 0, e.g. 1e3")
-                field.focus()
-                return
-            bound = float(field.value)
-        self.dismiss({
+        ok, bound = self._bound("#cond-max-abs", "#cond-bound",
+                                "the bound must be a number ≥ 0, e.g. 1e3")
+        if not ok:
+            return
+        result: dict[str, Any] = {
             "nonfinite": self.query_one("#cond-nonfinite", Checkbox).value,
             "bound": bound,
             "zero_diff": self.query_one("#cond-zero-diff", Checkbox).value,
-        })
+        }
+        if self.training is not None:
+            ok, loss_above = self._bound("#cond-loss-above", "#cond-loss-bound",
+                                         "the loss bound must be a number, e.g. 10")
+            if not ok:
+                return
+            ok, ratio_above = self._bound("#cond-ratio-above", "#cond-ratio-bound",
+                                          "the ratio bound must be a number > 0, e.g. 0.01")
+            if not ok:
+                return
+            field = self.query_one("#cond-iterations", Input)
+            try:
+                iterations = parse_iterations(field.value)
+            except ValueError:
+                self.query_one("#cond-error", Static).update(
+                    "iterations: whole numbers ≥ 0, separated by spaces or commas")
+                field.focus()
+                return
+            result["training"] = {
+                "loss_nonfinite": self.query_one("#cond-loss-nonfinite", Checkbox).value,
+                "loss_above": loss_above,
+                "ratio_above": ratio_above,
+                "iterations": iterations,
+            }
+        self.dismiss(result)

@@ -41,6 +41,21 @@ L2 norm, to spot vanishing or exploding gradients.
 A first pass: n a few times, c to run to the end; i, fc8, onehot:281 to ask \
 what class 281 looks at, then c and the Saliency tab."""
 
+TRAINING_GUIDE = """\
+Training (bpinspect --solver): each pass is forward and backward over the train \
+net's batch; the last pass of an iteration (iter_size passes) ends with the \
+solver's update (Δ in the schedule): clip, normalize, regularize, the update \
+value, data -= diff. Select the Δ row to see every param: before the update \
+its weights and summed gradient, after it the new weights and the update \
+value (Caffe leaves it in the diff). n at the end of a pass begins the next \
+one; c runs on through iterations to a breakpoint or max_iter; u runs to the \
+start of an iteration. The third header line: the iteration, the solver and \
+its learning rate, the last iteration's loss and the batch each data layer \
+reads. The Training tab: the loss and the tests over iterations, and each \
+param's update ratio ‖Δw‖/‖w‖ (about 1e-3 is healthy). B adds training \
+conditions: the loss NaN/Inf or above a bound, a ratio above a bound, an \
+iteration."""
+
 EXTRA_KEYS = [
     ("↑ ↓", "choose a layer (schedule) or a blob (blob table)"),
     ("← ↑ → ↓", "pooling tab: move the output cell"),
@@ -56,31 +71,41 @@ def _key_text(binding: Binding) -> str:
                       for k in binding.key.split(","))
 
 
-def key_rows(bindings: Iterable[BindingType]) -> list[tuple[str, str, str]]:
+def key_rows(bindings: Iterable[BindingType],
+             leave_out: frozenset[str] = frozenset()) -> list[tuple[str, str, str]]:
+    """(keys, description, tooltip) of each binding whose action is not in ``leave_out``."""
     rows = []
     for b in bindings:
-        if isinstance(b, Binding):
+        if isinstance(b, Binding) and b.action not in leave_out:
             rows.append((_key_text(b), b.description, b.tooltip))
     return rows
 
 
 class HelpScreen(ModalScreen[None]):
-    """Keys (from the bindings themselves, so the list is always complete) and a guide."""
+    """Keys (from the bindings themselves, so the list is always complete) and a guide;
+    a training session's keys and guide only when the session trains."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape,q,question_mark,f1", "close", "close", id="help-close",
                 tooltip="Back to the debugger"),
     ]
 
+    def __init__(self, training: bool = False) -> None:
+        super().__init__()
+        self.training = training
+        """The session is a TrainingSession: list its keys and explain its views."""
+
     def compose(self) -> ComposeResult:
         from bpinspect.tui.app import BpinspectApp
-        from bpinspect.tui.screens.main import MainScreen
+        from bpinspect.tui.screens.main import TRAINING_ACTIONS, MainScreen
+
+        leave_out = frozenset() if self.training else TRAINING_ACTIONS
 
         table = Table(box=None, show_header=True, header_style="bold", pad_edge=False)
         table.add_column("key", no_wrap=True, style="bold")
         table.add_column("does")
         table.add_column("")
-        for key, description, tooltip in key_rows(MainScreen.BINDINGS) + key_rows(
+        for key, description, tooltip in key_rows(MainScreen.BINDINGS, leave_out) + key_rows(
                 BpinspectApp.BINDINGS):
             table.add_row(key, description, Text(tooltip, style="dim"))
         for key, what in EXTRA_KEYS:
@@ -92,6 +117,8 @@ class HelpScreen(ModalScreen[None]):
                 yield Static(table, id="help-keys")
                 yield Static(Text("\nReading the screen\n", style="bold"))
                 yield Static(SCREEN_GUIDE, id="help-guide")
+                if self.training:
+                    yield Static("\n" + TRAINING_GUIDE, id="help-training")
 
     def action_close(self) -> None:
         self.dismiss(None)

@@ -28,7 +28,10 @@ from bpinspect.tui.view_data import (
     TAB_POOLING,
     TAB_SALIENCY,
     TAB_SOFTMAX,
+    TAB_TRAINING,
+    UPDATE_ROW,
     HeaderInfo,
+    TrainingConditionsState,
     ViewData,
 )
 from bpinspect.tui.widgets.blob_panel import BlobPanel
@@ -43,6 +46,7 @@ from bpinspect.tui.widgets.saliency_pane import SaliencyPane
 from bpinspect.tui.widgets.session_header import SessionHeader
 from bpinspect.tui.widgets.softmax_pane import SoftmaxPane
 from bpinspect.tui.widgets.status_line import StatusLine
+from bpinspect.tui.widgets.training_pane import TrainingPane
 
 if TYPE_CHECKING:
     from bpinspect.tui.app import BpinspectApp
@@ -53,8 +57,12 @@ MIN_HEIGHT = 28
 # Actions that need a loaded session.
 SESSION_ACTIONS = frozenset({
     "step_forward", "continue", "step_back", "restart", "toggle_breakpoint", "conditions",
-    "inject", "export", "export_all",
+    "inject", "export", "export_all", "until_iteration",
 })
+# Actions of a training session only (hidden from the footer, help and palette otherwise).
+TRAINING_ACTIONS = frozenset({"until_iteration"})
+TRAINING_LEGEND = ("▶ next step   ● breakpoint\nF/B forward/backward, Δ update:\n"
+                   "✓ ran  · to do  – not needed")
 
 
 class MainScreen(Screen[None]):
@@ -64,7 +72,10 @@ class MainScreen(Screen[None]):
         Binding("n,f10", "step_forward", "step", id="step-forward",
                 tooltip="Run the next step (one layer forward or backward)"),
         Binding("c,f5", "continue", "continue", id="continue",
-                tooltip="Run to the next breakpoint or the end of the pass"),
+                tooltip="Run to the next breakpoint or the end of the pass (training: "
+                        "through iterations, to max_iter)"),
+        Binding("u", "until_iteration", "until iter", id="until-iteration",
+                tooltip="Training: run whole iterations to the start of iteration N"),
         Binding("p", "step_back", "back", id="step-back",
                 tooltip="Undo the last step (the recorded state comes back)"),
         Binding("b,f9", "toggle_breakpoint", "break", id="toggle-breakpoint",
@@ -94,7 +105,8 @@ class MainScreen(Screen[None]):
     | Key | Description |
     | :- | :- |
     | n / F10 | Step: run the next layer forward or backward. |
-    | c / F5 | Continue to the next breakpoint or the end. |
+    | c / F5 | Continue to the next breakpoint or the end (training: max_iter). |
+    | u | Training: run to the start of an iteration. |
     | p | Step back. |
     | b / F9 | Toggle a breakpoint on the selected layer. |
     | B | Conditional breakpoints. |
@@ -122,8 +134,11 @@ class MainScreen(Screen[None]):
         self.view: ViewData | None = None
         self._shown_tab: str | None = TAB_FLOW  # the tab the last view activated
         self._internals_tab: str | None = None  # the internals tab shown now
-        self._binding_state: tuple[bool, bool, bool] | None = None
+        self._binding_state: tuple[bool, bool, bool, bool] | None = None
         self._running_timer: Timer | None = None
+        self.training = False
+        """The session is a TrainingSession (the training keys, tab and header line)."""
+        self.training_conditions: TrainingConditionsState | None = None
 
     @property
     def bpinspect(self) -> BpinspectApp:
@@ -143,6 +158,8 @@ class MainScreen(Screen[None]):
                 panel.border_title = "blobs"
                 yield panel
                 with TabbedContent(id="tabs", initial=TAB_FLOW):
+                    with TabPane("Training", id=TAB_TRAINING):
+                        yield TrainingPane(id="training")
                     with TabPane("LRN scale", id=TAB_LRN):
                         yield LRNPane(id="lrn")
                     with TabPane("Pooling argmax", id=TAB_POOLING):
@@ -163,11 +180,13 @@ class MainScreen(Screen[None]):
 
     def on_mount(self) -> None:
         tabs = self.tabs
-        for tab in INTERNALS_TABS:
+        for tab in (*INTERNALS_TABS, TAB_TRAINING):
             tabs.hide_tab(tab)
         self.layer_list.focus()
-        if self.bpinspect.options is not None:
-            self.query_one(SessionHeader).loading_net = str(self.bpinspect.options.net)
+        options = self.bpinspect.options
+        if options is not None:
+            what = getattr(options, "net", None) or getattr(options, "solver", None)
+            self.query_one(SessionHeader).loading_net = str(what)
 
     def on_resize(self, event: Resize) -> None:
         self.call_after_refresh(self._sync_bins)
@@ -202,10 +221,12 @@ class MainScreen(Screen[None]):
     # ------------------------------------------------------------------ bindings
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         app = self.bpinspect
+        if action in TRAINING_ACTIONS and not self.training:
+            return False  # not a key of this session: out of the footer
         if action in SESSION_ACTIONS:
             if app.session is None:
                 return None
-            if action in ("step_forward", "continue") and app.at_end:
+            if action in ("step_forward", "continue", "until_iteration") and app.at_end:
                 return None
             if action == "step_back" and app.at_start:
                 return None
@@ -214,7 +235,7 @@ class MainScreen(Screen[None]):
     def _sync_bindings(self) -> None:
         """Refresh the footer when what is possible changed (a refresh recomposes it)."""
         app = self.bpinspect
-        state = (app.session is not None, app.at_end, app.at_start)
+        state = (app.session is not None, app.at_end, app.at_start, self.training)
         if state != self._binding_state:
             self._binding_state = state
             self.refresh_bindings()
@@ -224,6 +245,8 @@ class MainScreen(Screen[None]):
         for binding in self.BINDINGS:
             assert isinstance(binding, Binding)
             if binding.action.startswith("cycle_panes"):
+                continue
+            if binding.action in TRAINING_ACTIONS and not self.training:
                 continue
             keys = binding.key.replace(",", " / ").replace("f10", "F10").replace(
                 "f5", "F5").replace("f9", "F9")
@@ -255,9 +278,29 @@ class MainScreen(Screen[None]):
 
     def action_continue(self) -> None:
         total = None
-        if self.header_info is not None:
-            total = self.header_info.total - self.header_info.cursor
+        info = self.header_info
+        if info is not None and info.training is not None:
+            total = max(info.training.max_iter - info.training.iteration, 1)  # iterations
+        elif info is not None:
+            total = info.total - info.cursor
         self._submit("continue", "continue (escape stops)", total=total)
+
+    def action_until_iteration(self) -> None:
+        """u: ask for an iteration, then run to its start in the worker."""
+        from bpinspect.tui.screens.until import UntilDialog
+
+        info = self.header_info.training if self.header_info is not None else None
+        if info is None:
+            self.status.show("u runs a training session (bpinspect --solver SOLVER)",
+                             "warning")
+            return
+
+        def run(target: int | None) -> None:
+            if target is not None:
+                self._submit("until", f"running to iteration {target} (escape stops)",
+                             iteration=target, total=max(target - info.iteration, 1))
+
+        self.app.push_screen(UntilDialog(info.iteration, info.max_iter), run)
 
     def action_step_back(self) -> None:
         self._submit("back", "stepping back")
@@ -270,6 +313,10 @@ class MainScreen(Screen[None]):
         if layer is None:
             self.status.show("select a layer first (↑ ↓ in the layer list)", "warning")
             return
+        if layer == UPDATE_ROW:
+            self.status.show("the update takes no layer breakpoint: B stops on an update "
+                             "ratio above a bound, or at an iteration", "warning")
+            return
         self._submit("toggle_break", f"breakpoint on {layer}", layer=layer)
 
     def action_conditions(self) -> None:
@@ -279,7 +326,7 @@ class MainScreen(Screen[None]):
             if result is not None:
                 self._submit("conditions", "conditions", **result)
 
-        self.app.push_screen(BreakpointDialog(self.conditions), apply)
+        self.app.push_screen(BreakpointDialog(self.conditions, self.training_conditions), apply)
 
     def action_inject(self) -> None:
         from bpinspect.tui.screens.inject import InjectDialog
@@ -407,6 +454,14 @@ class MainScreen(Screen[None]):
         self.query_one(SessionHeader).loading_net = ""
         for note in event.notes:
             self.notify(note, title="note", timeout=10)
+        self.training = event.training
+        if event.training:  # the training tab first: the loss is training's first question
+            self.query_one("#layers-legend", Static).update(TRAINING_LEGEND)
+            tabs = self.tabs
+            tabs.show_tab(TAB_TRAINING)
+            self._shown_tab = TAB_TRAINING
+            tabs.active = TAB_TRAINING
+            self._request(tab=TAB_TRAINING)
         self._sync_bindings()
 
     def on_session_failed(self, event: msg.SessionFailed) -> None:
@@ -427,7 +482,8 @@ class MainScreen(Screen[None]):
                 0.15, lambda: self.status.start(event.label, None, bar=False))
 
     def on_run_progressed(self, event: msg.RunProgressed) -> None:
-        self.status.advance(f"running {event.step.label}  {event.done}/{event.total}  "
+        where = f"{event.where}: " if event.where else ""
+        self.status.advance(f"{where}running {event.step.label}  {event.done}/{event.total}  "
                             "(escape stops)", event.done, event.total)
 
     def _cancel_running_label(self) -> None:
@@ -470,6 +526,7 @@ class MainScreen(Screen[None]):
         self.view = data
         self.header_info = data.header
         self.conditions = data.conditions
+        self.training_conditions = data.training_conditions
         self.query_one(SessionHeader).info = data.header
         layers = self.layer_list
         layers.update_rows(data.rows)
@@ -526,3 +583,5 @@ class MainScreen(Screen[None]):
             self.query_one(SaliencyPane).show(view, internals.extra, message)
         elif internals.tab == TAB_FLOW:
             self.query_one(GradientFlow).rows = tuple(view or ())
+        elif internals.tab == TAB_TRAINING:
+            self.query_one(TrainingPane).show(view, message)

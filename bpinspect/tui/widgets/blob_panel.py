@@ -10,7 +10,8 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 
-from bpinspect.tui.view_data import BlobEntry, BlobRef, LayerPanel
+from bpinspect.tui.formatting import fmt_num
+from bpinspect.tui.view_data import BlobEntry, BlobRef, LayerPanel, UpdateInfo
 from bpinspect.tui.widgets.blob_table import BlobTable
 from bpinspect.tui.widgets.histogram import HistogramChart
 from bpinspect.tui.widgets.text_view import TextView
@@ -21,6 +22,8 @@ def title_text(panel: LayerPanel | None) -> Text:
     needs backward (or not), and what it keeps for its backward."""
     if panel is None:
         return Text("no layer selected", style="dim")
+    if panel.update is not None:
+        return update_title_text(panel.update)
     info = panel.info
     text = Text()
     text.append(info.name, style="bold")
@@ -37,6 +40,30 @@ def title_text(panel: LayerPanel | None) -> Text:
             text.append(f"\n{panel.backward_reason}", style="dim")
     if info.internals:
         text.append(f"\nkeeps for backward: {', '.join(info.internals)}", style="dim")
+    return text
+
+
+def update_title_text(update: UpdateInfo) -> Text:
+    """``SGD update of iteration 3 (step 19) done  lr 0.01  largest ‖Δw‖/‖w‖ ...`` and what
+    the data and diff columns hold before and after it."""
+    text = Text()
+    text.append(f"{update.solver_type} update", style="bold")
+    text.append(f" of iteration {update.iteration}   {'done' if update.done else 'to do'} "
+                f"(step {update.step})")
+    if update.rate is not None:
+        text.append(f"   lr {fmt_num(update.rate)}")
+    if update.max_ratio is not None:
+        name, ratio = update.max_ratio
+        text.append(f"   largest ‖Δw‖/‖w‖ {fmt_num(ratio)} ({name})")
+    if update.clip_scale is not None:
+        text.append(f"   clipped ×{fmt_num(update.clip_scale)}")
+    if update.done:
+        text.append("\ndata: the new weights; diff: the update value subtracted from them "
+                    "(Caffe leaves it in the diff)", style="dim")
+    else:
+        text.append("\ndata: the weights; diff: the gradient summed over the iteration's "
+                    "passes; then clip, normalize, regularize, data -= update", style="dim")
+    text.append("\nevery param's ratio and local rate: the Training tab", style="dim")
     return text
 
 

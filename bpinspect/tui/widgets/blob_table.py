@@ -47,6 +47,9 @@ def _fit(text: str, width: int) -> str:
 
 
 def _when(entry: BlobEntry, kind: str) -> str:
+    label = entry.data_label if kind == "data" else entry.diff_label
+    if label is not None:
+        return label
     if kind == "data" and entry.role == "param":
         return "weights"
     step = entry.data_step if kind == "data" else entry.diff_step

@@ -38,7 +38,8 @@ class LayerList(ScrollView, can_focus=True):
     Columns: the next step (▶→ forward, ▶← backward), forward done, backward
     done (a dim – when the layer needs no backward; the reason shows in the blob
     panel), the breakpoint (● both directions, ●→ forward only, ●← backward only),
-    the layer name and its type.
+    the layer name and its type. A training pass that ends with the solver's
+    update has one more line for it: ``▶Δ ✓    Δ update SGD`` (one column: it ran).
     """
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -216,6 +217,15 @@ class LayerList(ScrollView, can_focus=True):
         """The text of one line (without the highlight)."""
         style = partial(foreground, self)
         text = Text(no_wrap=True, overflow="ellipsis")
+        if row.update:
+            text.append("▶Δ" if row.current else "  ", style=style("layer-list--current"))
+            text.append(" ")
+            text.append("✓" if row.forward_done else "·", style=style(
+                "layer-list--done" if row.forward_done else "layer-list--pending"))
+            text.append(" " * 6)  # the backward and breakpoint columns
+            text.append(row.name.ljust(self._name_width))
+            text.append(" " + row.type, style=style("layer-list--type"))
+            return text
         if row.current == "forward":
             text.append("▶→", style=style("layer-list--current"))
         elif row.current == "backward":

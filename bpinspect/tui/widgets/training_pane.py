@@ -1,0 +1,122 @@
+"""The Training tab: the loss plot, the learning rate, and every param's update ratio.
+
+Shown for a training session only (``bpinspect --solver``). The numbers are the
+session's iteration summaries (``TrainingSession.iterations``): per param the
+ratio ‖Δw‖/‖w‖ of the last update (about 1e-3 is healthy: far above, the rate is
+too high; far below, the layer barely learns), the smallest and largest ratio
+over every iteration kept, its local rate (lr × lr_mult) and the norms that
+went into the ratio.
+"""
+
+from __future__ import annotations
+
+import math
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.widgets import DataTable
+
+from bpinspect.tui.formatting import fmt_num
+from bpinspect.tui.view_data import TrainingData
+from bpinspect.tui.widgets.loss_plot import LossPlot
+from bpinspect.tui.widgets.text_view import TextView
+
+COLUMNS = ("param", "‖Δw‖/‖w‖", "min", "max", "local lr", "‖grad‖", "‖w‖")
+HISTORY = ("history: every iteration's loss, rate, update ratios and gradient flow; "
+           "full arrays for the pass being viewed")
+
+
+def info_text(data: TrainingData | None, message: str = "") -> Text:
+    """``lr 0.01 at iteration 3 of 100 · 3 iterations kept`` and what the history holds."""
+    if data is None:
+        return Text(message or "not a training session", style="dim")
+    text = Text()
+    text.append("lr ", style="dim")
+    text.append(fmt_num(data.rate) if data.rate is not None else "?")
+    text.append(f"  at iteration {data.iteration} of {data.max_iter}", style="dim")
+    text.append(f"   {data.iterations_kept} iteration(s) summarized", style="dim")
+    if data.last_iteration is not None:
+        text.append(f"   table: the update of iteration {data.last_iteration}")
+    text.append(f"\n{HISTORY}", style="dim")
+    return text
+
+
+def ratio_cell(value: float) -> Text:
+    """A ratio, red when NaN/Inf or above 0.01 (ten times the usual 1e-3), dim when it
+    is below 1e-5 (the layer barely moves)."""
+    style = ""
+    if not math.isfinite(value) or value > 1e-2:
+        style = "bold red"
+    elif value < 1e-5:
+        style = "dim"
+    return Text(fmt_num(value), style=style, justify="right")
+
+
+def _series(data: TrainingData) -> tuple[object, ...]:
+    return data.loss, data.smoothed_loss, data.tests
+
+
+class TrainingPane(Vertical):
+    """Info lines over the loss plot and the table of update ratios."""
+
+    DEFAULT_CSS = """
+    TrainingPane {
+        height: 1fr;
+    }
+    TrainingPane > #training-info {
+        height: 2;
+    }
+    TrainingPane > Horizontal {
+        height: 1fr;
+    }
+    TrainingPane #loss-plot {
+        width: 1fr;
+    }
+    TrainingPane #ratio-table {
+        width: 66;
+        height: 1fr;
+        margin: 0 0 0 1;
+    }
+    """
+
+    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:  # noqa: A002
+        super().__init__(id=id, classes=classes)
+        self.data: TrainingData | None = None
+        """What is shown (None: not a training session, or nothing gathered yet)."""
+
+    def compose(self) -> ComposeResult:
+        yield TextView("", id="training-info")
+        with Horizontal():
+            yield LossPlot(id="loss-plot")
+            table: DataTable[Text | str] = DataTable(id="ratio-table", cursor_type="row",
+                                                     zebra_stripes=True)
+            yield table
+
+    def on_mount(self) -> None:
+        table = self.query_one("#ratio-table", DataTable)
+        for name in COLUMNS:
+            table.add_column(name, key=name)
+
+    @property
+    def table(self) -> DataTable[Text | str]:
+        return self.query_one("#ratio-table", DataTable)
+
+    def show(self, data: TrainingData | None, message: str = "") -> None:
+        old, self.data = self.data, data
+        self.query_one("#training-info", TextView).update(info_text(data, message))
+        if data is None or old is None or _series(data) != _series(old):
+            self.query_one(LossPlot).data = data  # redrawn only when a series changed
+        if old is not None and data is not None and old.params == data.params:
+            return
+        table = self.table
+        row = table.cursor_row
+        table.clear()
+        for p in () if data is None else data.params:
+            table.add_row(p.param, ratio_cell(p.ratio), ratio_cell(p.ratio_min),
+                          ratio_cell(p.ratio_max),
+                          Text(fmt_num(p.local_rate), justify="right"),
+                          Text(fmt_num(p.diff_l2), justify="right"),
+                          Text(fmt_num(p.data_l2), justify="right"), key=p.param)
+        if table.row_count:
+            table.move_cursor(row=min(row, table.row_count - 1))
