@@ -13,6 +13,8 @@
   files never interleave). Here epoch ``e``'s file order, and the row order
   of the ``j``-th file visited in it, are permutations drawn from the seed
   and ``(e)``, ``(e, j)``: a pure function of the batch number.
+- ``internals()``: per item, ``file`` (index in the list), ``row`` (in that
+  file), ``record`` (the row counted over all files in list order), ``epoch``.
 - ``transform_param`` is refused, as Caffe refuses it ("does not transform
   data").
 
@@ -56,6 +58,7 @@ class HDF5Data(DataSource):
         self.shuffle = bool(p.shuffle)
         self.files: list[Hdf5File] = []
         self._loaded: tuple[int, list[np.ndarray]] | None = None  # (file index, arrays)
+        self._row_orders: dict[tuple[int, int, int], np.ndarray] = {}
 
     def setup(self, bottom_shapes: list[Shape]) -> list[Shape]:
         if self.param.HasField("transform_param"):
@@ -68,7 +71,8 @@ class HDF5Data(DataSource):
             names = read_hdf5_list(resolve_path(self.source, self.base_dir), self.where,
                                    display=self.source)
             tops = list(self.param.top)
-            self.files = [Hdf5File(resolve_path(name, self.base_dir), name, tops, self.where)
+            where = f"{self.where}: HDF5 list {self.source!r}"
+            self.files = [Hdf5File(resolve_path(name, self.base_dir), name, tops, where)
                           for name in names]
         first = self.files[0]
         for f in self.files:
@@ -95,7 +99,12 @@ class HDF5Data(DataSource):
         """The row order of the ``visit``-th file read in epoch ``epoch``."""
         if not self.shuffle:
             return np.arange(rows, dtype=np.int64)
-        return self.rng(STREAM_ROWS, epoch, visit).permutation(rows)
+        key = (self._seed, epoch, visit)
+        if key not in self._row_orders:
+            if len(self._row_orders) >= 4:  # a batch spans few files: keep the latest
+                self._row_orders.pop(next(iter(self._row_orders)))
+            self._row_orders[key] = self.rng(STREAM_ROWS, epoch, visit).permutation(rows)
+        return self._row_orders[key]
 
     def _arrays(self, index: int) -> list[np.ndarray]:
         if self._loaded is None or self._loaded[0] != index:
@@ -123,7 +132,10 @@ class HDF5Data(DataSource):
             arrays = self._arrays(int(file_of[m]))
             for top, array in zip(tops, arrays, strict=True):
                 top[m] = array[row_of[m]]
-        return Batch(tops, {"file": file_of, "row": row_of, "epoch": epochs},
+        first_rows = np.cumsum([0] + [f.rows for f in self.files])[:-1]
+        internals = {"record": first_rows[file_of] + row_of, "file": file_of, "row": row_of,
+                     "epoch": epochs}
+        return Batch(tops, internals,
                      self._describe(file_of, row_of))
 
     def _describe(self, file_of: np.ndarray, row_of: np.ndarray) -> str:

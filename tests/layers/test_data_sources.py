@@ -413,6 +413,7 @@ def test_hdf5_batches_cross_file_boundaries_and_wrap(hdf5_list):
                                      "(8 rows in 2 files), HDF5 list list.txt"
     assert layer.internals()["file"].tolist() == [0, 1, 1]
     assert layer.internals()["row"].tolist() == [4, 0, 1]
+    assert layer.internals()["record"].tolist() == [4, 5, 6]
 
 
 def test_hdf5_shuffle_keeps_files_whole_and_replays(hdf5_list):
@@ -438,7 +439,8 @@ def test_hdf5_errors(hdf5_list):
     layer = make("HDF5Data", "hdf5_data_param { source: 'list.txt' batch_size: 3 }",
                  tops=("data", "weights"), base_dir=str(tmp_path))
     assert error_of(lambda: setup(layer)) == (
-        "layer 'src' (HDF5Data): HDF5 file 'a.h5': has no dataset 'weights' (each top reads "
+        "layer 'src' (HDF5Data): HDF5 list 'list.txt': HDF5 file 'a.h5': has no dataset "
+        "'weights' (each top reads "
         "the dataset named as it; the file has: data, label)")
     transform = make("HDF5Data", "hdf5_data_param { source: 'list.txt' batch_size: 3 } "
                                  "transform_param { scale: 2 }", base_dir=str(tmp_path))
@@ -447,7 +449,8 @@ def test_hdf5_errors(hdf5_list):
     gone = make("HDF5Data", "hdf5_data_param { source: 'gone.txt' batch_size: 3 }",
                 base_dir=str(tmp_path))
     assert error_of(lambda: setup(gone)) == (
-        "layer 'src' (HDF5Data): cannot open HDF5 file 'nothere.h5': No such file or directory")
+        "layer 'src' (HDF5Data): HDF5 list 'gone.txt': cannot open HDF5 file 'nothere.h5': "
+        "No such file or directory")
     nolist = make("HDF5Data", "hdf5_data_param { source: 'nolist.txt' batch_size: 3 }")
     assert error_of(lambda: setup(nolist)) == (
         "layer 'src' (HDF5Data): cannot open HDF5 list source 'nolist.txt': "
