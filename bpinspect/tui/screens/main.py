@@ -72,8 +72,7 @@ class MainScreen(Screen[None]):
         Binding("n,f10", "step_forward", "step", id="step-forward",
                 tooltip="Run the next step (one layer forward or backward)"),
         Binding("c,f5", "continue", "continue", id="continue",
-                tooltip="Run to the next breakpoint or the end of the pass (training: "
-                        "through iterations, to max_iter)"),
+                tooltip="Run to the next breakpoint or the end of the pass"),
         Binding("u", "until_iteration", "until iter", id="until-iteration",
                 tooltip="Training: run whole iterations to the start of iteration N"),
         Binding("p", "step_back", "back", id="step-back",
