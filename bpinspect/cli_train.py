@@ -142,9 +142,13 @@ def _print_summary(console: Console, record: IterationRecord, detailed: bool) ->
                   f"(this iteration {record.loss:.6g}), lr = {record.rate:.6g}"
                   + (f", gradients clipped by {record.clip_scale:.4g}"
                      if record.clip_scale is not None else ""), markup=False)
+    if detailed:
+        for batch in record.batches:
+            console.print(f"  batch {batch}", markup=False)
     if detailed and record.params:
         worst = record.max_ratio
-        ratios = ", ".join(f"{p.param} {p.ratio:.2e}" for p in record.params)
+        ratios = ", ".join(f"{p.param} {p.ratio:.2e}" if p.ratio == p.ratio
+                           else f"{p.param} n/a (w was 0)" for p in record.params)
         console.print(f"  update ratio ‖Δw‖/‖w‖: {ratios}", markup=False)
         if worst is not None:
             console.print(f"  largest: {worst[0]} {worst[1]:.2e} (about 1e-3 is healthy)",

@@ -379,6 +379,8 @@ class Net:
 
         # Caffe keeps the remaining blobs in a std::set: outputs come sorted by name.
         self.outputs: list[str] = sorted(available)
+        for layer in self.layers:  # what data layers found at setup (rand_skip ignored, ...)
+            self.notes.extend(getattr(layer, "notes", []))
 
     def _init_backward(self) -> None:
         """The second pass (which blobs lead to a loss) and force_backward."""
@@ -786,6 +788,14 @@ class Net:
             self.backward_layer(i)
         outputs = self.bottom_names[end] if end is not None else self.inputs
         return {name: self.blobs[name].diff for name in outputs}
+
+    def set_input_arrays(self, data: Any, labels: Any) -> None:
+        """pycaffe's ``Net.set_input_arrays``: the arrays a MemoryData first layer serves."""
+        layer = self.layers[0] if self.layers else None
+        if layer is None or layer.type != "MemoryData" or not hasattr(layer, "set_input_arrays"):
+            raise BpinspectError("set_input_arrays may only be called if the first layer is a "
+                                 "MemoryData layer")
+        layer.set_input_arrays(data, labels)
 
     def copy_from(self, weights: str | os.PathLike) -> None:
         """pycaffe's ``Net.copy_from``: trained params from a .caffemodel, by layer name

@@ -244,6 +244,7 @@ class Solver:
         seed: int | None = None,
         weights: str | Sequence[str] | None = None,
         dtype: Any = np.float32,
+        feeds: dict[str, tuple[int, ...]] | None = None,
     ) -> None:
         if self.rule_class is None:
             raise BpinspectError(
@@ -281,7 +282,9 @@ class Solver:
 
         if seed is None:
             seed = int(param.random_seed) if param.random_seed >= 0 else 0
-        self._net_kwargs: dict[str, Any] = {"device": device, "seed": int(seed), "dtype": dtype}
+        # feeds: data-layer tops the caller fills (--input), in the train and test nets
+        self._net_kwargs: dict[str, Any] = {"device": device, "seed": int(seed), "dtype": dtype,
+                                            "feeds": feeds}
         if weights is not None:  # caffe train --weights replaces the solver's weights
             self._weights = [weights] if isinstance(weights, str) else list(weights)
         else:
@@ -688,14 +691,17 @@ class Solver:
             )
         return prefix
 
-    def snapshot(self) -> tuple[str, str]:
+    def snapshot(self, prefix: str | None = None) -> tuple[str, str]:
         """``Snapshot``: ``<prefix>_iter_N.caffemodel`` and ``<prefix>_iter_N.solverstate``
-        (whose ``learned_net`` is the first, named as written); returns both paths."""
+        (whose ``learned_net`` is the first, named as written); returns both paths.
+        ``prefix`` overrides the solver's ``snapshot_prefix`` (``bpinspect train --out``)."""
         self._check_snapshot_format()
-        if self._prefix is None:
-            self._prefix = self._snapshot_prefix()
-        model = f"{self._prefix}_iter_{self.iter}.caffemodel"
-        state = f"{self._prefix}_iter_{self.iter}.solverstate"
+        if prefix is None:
+            if self._prefix is None:
+                self._prefix = self._snapshot_prefix()
+            prefix = self._prefix
+        model = f"{prefix}_iter_{self.iter}.caffemodel"
+        state = f"{prefix}_iter_{self.iter}.solverstate"
         self.net.save(model)
         write_solverstate(state, self.iter, model, self.history, self.current_step)
         return model, state

@@ -27,9 +27,10 @@ class ParamUpdateSummary:
 
     @property
     def ratio(self) -> float:
-        """‖update‖ / ‖w‖ (about 1e-3 is healthy); inf for a zero weight that moved."""
+        """‖update‖ / ‖w‖ (about 1e-3 is healthy); NaN where the weights were all zero
+        (a bias before its first update): no ratio to judge, and no breakpoint fires."""
         if self.data_l2 == 0:
-            return 0.0 if self.update_l2 == 0 else math.inf
+            return math.nan
         return self.update_l2 / self.data_l2
 
 
@@ -56,9 +57,10 @@ class IterationRecord:
 
     @property
     def max_ratio(self) -> tuple[str, float] | None:
-        if not self.params:
+        judged = [p for p in self.params if not math.isnan(p.ratio)]
+        if not judged:
             return None
-        worst = max(self.params, key=lambda p: p.ratio)
+        worst = max(judged, key=lambda p: p.ratio)
         return worst.param, worst.ratio
 
 
@@ -114,12 +116,18 @@ class IterationLog:
 
 
 def summarize_tests(results: Any) -> list[TestSummary]:
-    """The solver's test results as summaries (see ``Solver.test_all``)."""
+    """The solver's ``TestResult``s as summaries: one value per output element, named
+    as Caffe's log names them (``accuracy``, or ``prob[3]`` for a blob of several)."""
     out = []
-    for k, result in enumerate(results or []):
-        outputs = getattr(result, "outputs", result)
-        values = {}
-        for name, value in dict(outputs).items():
-            values[str(name)] = float(value)
-        out.append(TestSummary(getattr(result, "net_index", k), values))
+    for result in results or []:
+        counts: dict[str, int] = {}
+        for o in result.outputs:
+            counts[o.blob] = counts.get(o.blob, 0) + 1
+        values: dict[str, float] = {}
+        seen: dict[str, int] = {}
+        for o in result.outputs:
+            k = seen.get(o.blob, 0)
+            seen[o.blob] = k + 1
+            values[o.blob if counts[o.blob] == 1 else f"{o.blob}[{k}]"] = float(o.value)
+        out.append(TestSummary(int(result.net_id), values))
     return out

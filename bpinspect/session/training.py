@@ -323,13 +323,14 @@ class TrainingSession(Session):
         iteration = int(solver.iter)
         self._pass_losses.append(self._pass_loss)
         loss = sum(self._pass_losses) / len(self._pass_losses)
-        report = solver.apply_update()
-        solver.finish_iteration(loss)
+        report = solver.apply_update()  # ends with ++iter, as Caffe's ApplyUpdate
+        solver.finish_iteration(loss)  # the smoothed loss; a snapshot when due
         self.iterations.add(IterationRecord(
             iteration=iteration, loss=loss, smoothed_loss=float(solver.smoothed_loss),
             rate=float(report.rate), batches=self.describe_batches(),
-            params=[ParamUpdateSummary(display_name(p.owner), p.diff_l2, p.update_l2,
-                                       p.data_l2, p.local_rate) for p in report.params],
+            params=[ParamUpdateSummary(display_name(p.key), p.diff_norm, p.update_norm,
+                                       p.data_norm_before, p.local_rate)
+                    for p in report.params.values()],
             flow=self._diff_flow(), tests=self.iterations.pending_tests,
             clip_scale=report.clip_scale, seconds=time.perf_counter() - self._pass_started,
         ))

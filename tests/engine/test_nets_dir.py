@@ -11,7 +11,7 @@ from bpinspect.backend import to_host
 from bpinspect.engine.net import Net
 
 NETS_DIR = Path(__file__).resolve().parents[2] / "nets"
-NETS = sorted(NETS_DIR.glob("*.prototxt"))
+NETS = sorted(p for p in NETS_DIR.glob("*.prototxt") if "_solver" not in p.stem)
 
 
 def test_the_demo_nets_are_there() -> None:
@@ -33,7 +33,8 @@ def test_net_has_a_comment_header(path: Path) -> None:
 
 @pytest.mark.parametrize("phase", ["train", "test"])
 @pytest.mark.parametrize("path", NETS, ids=[p.stem for p in NETS])
-def test_net_runs_forward_and_backward(path: Path, phase: str) -> None:
+def test_net_runs_forward_and_backward(path: Path, phase: str, monkeypatch) -> None:
+    monkeypatch.chdir(NETS_DIR.parent)  # data sources are relative to the repository root
     net = Net(path, phase=phase)
     rng = np.random.default_rng(0)
     inputs = {name: rng.standard_normal(net.blobs[name].shape) for name in net.inputs}
