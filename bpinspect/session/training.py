@@ -155,9 +155,11 @@ class TrainingSession(Session):
         out = []
         for i in self._data_layers:
             layer = self.net.layers[i]
-            describe = getattr(layer, "describe_batch", None)
-            text = describe() if describe is not None and layer.last_batch is not None else ""
-            out.append(f"{self.net.layer_names[i]}: {text or f'batch {layer.next_batch}'}")
+            name = self.net.layer_names[i]
+            if self.is_done(i) and layer.last_batch is not None:  # read in this pass
+                out.append(f"{name}: {layer.describe_batch()}")
+            else:
+                out.append(f"{name}: batch {self.batch_number()} next")
         return out
 
     # ------------------------------------------------------------------ schedule
