@@ -33,6 +33,7 @@ from bpinspect.session.schedule import BACKWARD, FORWARD
 from bpinspect.session.session import Session
 from bpinspect.tui import messages as msg
 from bpinspect.tui.view_data import (
+    TAB_TRAINING,
     StatsCache,
     ViewRequest,
     follow_layer,
@@ -302,6 +303,8 @@ class BpinspectApp(App[int]):
         self._stats_cache = StatsCache()
         self._notes_seen = len(session.notes)
         training = is_training(session)
+        if training:  # the Training tab first: the loss is training's first question
+            self.call_from_thread(self._prefer_tab, TAB_TRAINING)
         self._post(msg.SessionLoaded(list(session.notes), seconds, list(session.net.blobs),
                                      str(session.export_dir), training))
         first = session.next_step
@@ -310,6 +313,10 @@ class BpinspectApp(App[int]):
             "n steps, c continues"
         return Outcome(f"loaded {session.net.name}{took}: {keys}, ? shows every key",
                        follow=None if first is None else row_of(first))
+
+    def _prefer_tab(self, tab: str) -> None:
+        """(UI thread) ask for ``tab`` in the views from now on."""
+        self.request = replace(self.request, tab=tab)
 
     def _do_refresh(self, command: Command) -> Outcome | None:
         return None

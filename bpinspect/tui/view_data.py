@@ -15,6 +15,7 @@ both sides of its work, although the net holds one array.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -181,7 +182,7 @@ class ParamRow:
     diff_l2: float  # the gradient that went in
     update_l2: float
     data_l2: float  # ‖w‖ before that update
-    ratio_min: float  # over every iteration kept
+    ratio_min: float  # over every iteration kept (NaN ratios left out)
     ratio_max: float
 
 
@@ -619,7 +620,8 @@ def training_data(session: Any) -> TrainingData:
     params = []
     if last is not None:
         for p in last.params:
-            _, ratios = log.ratio_series(p.param)
+            _, series = log.ratio_series(p.param)
+            ratios = [r for r in series if not math.isnan(r)]  # NaN: no weight to compare
             params.append(ParamRow(
                 param=p.param, ratio=float(p.ratio), local_rate=float(p.local_rate),
                 diff_l2=float(p.diff_l2), update_l2=float(p.update_l2),

@@ -454,13 +454,9 @@ class MainScreen(Screen[None]):
         for note in event.notes:
             self.notify(note, title="note", timeout=10)
         self.training = event.training
-        if event.training:  # the training tab first: the loss is training's first question
+        if event.training:  # the first view activates it (the app asks for it first)
             self.query_one("#layers-legend", Static).update(TRAINING_LEGEND)
-            tabs = self.tabs
-            tabs.show_tab(TAB_TRAINING)
-            self._shown_tab = TAB_TRAINING
-            tabs.active = TAB_TRAINING
-            self._request(tab=TAB_TRAINING)
+            self.tabs.show_tab(TAB_TRAINING)
         self._sync_bindings()
 
     def on_session_failed(self, event: msg.SessionFailed) -> None:

@@ -50,7 +50,9 @@ class UntilDialog(ModalScreen[int | None]):
                 yield Button("Cancel", id="until-cancel")
 
     def on_mount(self) -> None:
-        self.query_one("#until-iteration", Input).focus()
+        field = self.query_one("#until-iteration", Input)
+        field.focus()
+        field.select_all()  # typing replaces the suggestion; enter takes it
 
     def action_cancel(self) -> None:
         self.dismiss(None)

@@ -4,8 +4,8 @@ Shown for a training session only (``bpinspect --solver``). The numbers are the
 session's iteration summaries (``TrainingSession.iterations``): per param the
 ratio ‖Δw‖/‖w‖ of the last update (about 1e-3 is healthy: far above, the rate is
 too high; far below, the layer barely learns), the smallest and largest ratio
-over every iteration kept, its local rate (lr × lr_mult) and the norms that
-went into the ratio.
+over every iteration kept, its local rate (lr × lr_mult) and the norm of the
+gradient that went in.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from bpinspect.tui.view_data import TrainingData
 from bpinspect.tui.widgets.loss_plot import LossPlot
 from bpinspect.tui.widgets.text_view import TextView
 
-COLUMNS = ("param", "‖Δw‖/‖w‖", "min", "max", "local lr", "‖grad‖", "‖w‖")
+COLUMNS = ("param", "‖Δw‖/‖w‖", "min", "max", "local lr", "‖grad‖")
 HISTORY = ("history: every iteration's loss, rate, update ratios and gradient flow; "
            "full arrays for the pass being viewed")
 
@@ -43,11 +43,13 @@ def info_text(data: TrainingData | None, message: str = "") -> Text:
 
 
 def ratio_cell(value: float) -> Text:
-    """A ratio, red when NaN/Inf or above 0.01 (ten times the usual 1e-3), dim when it
-    is below 1e-5 (the layer barely moves)."""
+    """A ratio: red when NaN/Inf, yellow above 0.01 (ten times the usual 1e-3), dim
+    below 1e-5 (the layer barely moves)."""
     style = ""
-    if not math.isfinite(value) or value > 1e-2:
+    if not math.isfinite(value):
         style = "bold red"
+    elif value > 1e-2:
+        style = "bold yellow"
     elif value < 1e-5:
         style = "dim"
     return Text(fmt_num(value), style=style, justify="right")
@@ -70,11 +72,15 @@ class TrainingPane(Vertical):
     TrainingPane > Horizontal {
         height: 1fr;
     }
-    TrainingPane #loss-plot {
+    TrainingPane #loss-column {
         width: 1fr;
     }
+    TrainingPane #loss-legend {
+        height: 2;
+    }
     TrainingPane #ratio-table {
-        width: 66;
+        width: auto;
+        max-width: 70;
         height: 1fr;
         margin: 0 0 0 1;
     }
@@ -88,7 +94,9 @@ class TrainingPane(Vertical):
     def compose(self) -> ComposeResult:
         yield TextView("", id="training-info")
         with Horizontal():
-            yield LossPlot(id="loss-plot")
+            with Vertical(id="loss-column"):
+                yield TextView("", id="loss-legend")
+                yield LossPlot(id="loss-plot")
             table: DataTable[Text | str] = DataTable(id="ratio-table", cursor_type="row",
                                                      zebra_stripes=True)
             yield table
@@ -106,7 +114,9 @@ class TrainingPane(Vertical):
         old, self.data = self.data, data
         self.query_one("#training-info", TextView).update(info_text(data, message))
         if data is None or old is None or _series(data) != _series(old):
-            self.query_one(LossPlot).data = data  # redrawn only when a series changed
+            plot = self.query_one(LossPlot)
+            plot.data = data  # redrawn only when a series changed
+            self.query_one("#loss-legend", TextView).update(plot.legend_text())
         if old is not None and data is not None and old.params == data.params:
             return
         table = self.table
@@ -116,7 +126,6 @@ class TrainingPane(Vertical):
             table.add_row(p.param, ratio_cell(p.ratio), ratio_cell(p.ratio_min),
                           ratio_cell(p.ratio_max),
                           Text(fmt_num(p.local_rate), justify="right"),
-                          Text(fmt_num(p.diff_l2), justify="right"),
-                          Text(fmt_num(p.data_l2), justify="right"), key=p.param)
+                          Text(fmt_num(p.diff_l2), justify="right"), key=p.param)
         if table.row_count:
             table.move_cursor(row=min(row, table.row_count - 1))
