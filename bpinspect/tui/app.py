@@ -399,7 +399,7 @@ class BpinspectApp(App[int]):
         moved = stop.step.direction if stop.step is not None else FORWARD
         follow = None
         if stop.reason == "breakpoint" and session.next_step is not None:
-            follow = session.next_step.layer_name  # stopped before it: show what it will read
+            follow = row_of(session.next_step)  # stopped before it: show what it will read
         took = f" ({seconds:.2f} s)" if self.show_timings else ""
         return Outcome(f"{stop.message}{took}", severity, moved=moved, stop=stop,
                        compute_seconds=seconds, follow=follow)
@@ -435,7 +435,7 @@ class BpinspectApp(App[int]):
         if step is None:
             return Outcome("at the start of the pass: nothing to step back over", refresh=False)
         return Outcome(f"stepped back over {step.label}", moved="back",
-                       compute_seconds=time.perf_counter() - started, follow=step.layer_name)
+                       compute_seconds=time.perf_counter() - started, follow=row_of(step))
 
     def _do_restart(self, command: Command) -> Outcome:
         session = self._session()

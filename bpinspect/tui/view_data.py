@@ -19,6 +19,8 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import numpy as np
+
 from bpinspect.errors import BpinspectError
 from bpinspect.session.schedule import BACKWARD, FORWARD, UPDATE, Step
 from bpinspect.session.session import LayerInfo, Session
@@ -699,7 +701,14 @@ def _saliency(session: Session, request: ViewRequest) -> InternalsData:
 # ------------------------------------------------------------------------- all of it
 def gather(session: Session, request: ViewRequest, cache: StatsCache,
            moved: str | None = None) -> ViewData:
-    """Everything the screen shows for ``request`` (in the session worker)."""
+    """Everything the screen shows for ``request`` (in the session worker). NaN and Inf
+    are for the statistics to count, not for NumPy to warn about over the screen."""
+    with np.errstate(all="ignore"):
+        return _gather(session, request, cache, moved)
+
+
+def _gather(session: Session, request: ViewRequest, cache: StatsCache,
+            moved: str | None) -> ViewData:
     panel = None
     if request.layer == UPDATE_ROW and is_training(session):
         panel = update_panel(session, request, cache)
