@@ -4,12 +4,13 @@ animations). After a change that is meant to alter them, look at the new SVGs, t
 
 from __future__ import annotations
 
+import pytest
 from textual.pilot import Pilot
 from textual.widgets import TabbedContent
 
 from bpinspect.tui.view_data import TAB_CONCAT, TAB_LRN, TAB_SALIENCY
 
-from .conftest import make_app
+from .conftest import NETS, make_app
 
 SIZE = (160, 50)
 
@@ -123,3 +124,42 @@ class TestDialogs:
 
         assert snap_compare(_app("lrn_pool.prototxt"), terminal_size=SIZE,
                             run_before=run_before)
+
+
+class TestTraining:
+    """DigitsLeNet training (nets/digits_solver.prototxt over its LMDB), seeded on the CPU."""
+
+    @staticmethod
+    def _app():
+        from bpinspect.engine.solver import get_solver
+        from bpinspect.session.training import TrainingSession
+        from bpinspect.tui.app import BpinspectApp
+
+        app = BpinspectApp(session=TrainingSession(get_solver(str(NETS /
+                                                                  "digits_solver.prototxt"))))
+        app.animation_level = "none"
+        app.show_timings = False
+        return app
+
+    @pytest.fixture(autouse=True)
+    def _at_the_repository_root(self, monkeypatch) -> None:
+        monkeypatch.chdir(NETS.parent)  # the solver names its net from there, as Caffe's
+
+    def test_training_tab(self, snap_compare) -> None:
+        """u to iteration 12, then two steps: the header's iteration line, the update row
+        to do, the loss plot and the update ratios of iteration 11."""
+        assert snap_compare(self._app(), terminal_size=SIZE,
+                            run_before=_steps("u", "1", "2", "enter", "n", "n"))
+
+    def test_update_panel(self, snap_compare) -> None:
+        """u to iteration 5, then step through the pass and its update: every param's new
+        weights and update value."""
+
+        async def run_before(pilot: Pilot) -> None:
+            await _steps("u", "5", "enter")(pilot)
+            session = pilot.app.session
+            while session.last_step is None or session.last_step.direction != "update":
+                await pilot.press("n")
+                await _settle(pilot)
+
+        assert snap_compare(self._app(), terminal_size=SIZE, run_before=run_before)
