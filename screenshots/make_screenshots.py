@@ -103,20 +103,44 @@ async def help_screen(pilot: Pilot) -> None:
     await press(pilot, "n", "n", "question_mark")
 
 
+def digits_training() -> BpinspectApp:
+    """DigitsLeNet's solver over its LMDB, as ``bpinspect --solver
+    nets/digits_solver.prototxt`` (from the repository root: the solver names its net
+    from there, as Caffe's do)."""
+    import os
+
+    from bpinspect.engine.solver import get_solver
+    from bpinspect.session.training import TrainingSession
+
+    os.chdir(ROOT)
+    return BpinspectApp(session=TrainingSession(get_solver("nets/digits_solver.prototxt")))
+
+
+async def training(pilot: Pilot) -> None:
+    """u to iteration 150 (tests at 0, 50, 100, 150), then through that iteration's pass
+    and its update: the update row's params, the loss plot, the update ratios."""
+    await press(pilot, "u", "1", "5", "0", "enter")
+    session = pilot.app.session
+    assert session is not None
+    while session.last_step is None or session.last_step.direction != "update":
+        await press(pilot, "n")
+
+
 Scenario = Callable[[Pilot], Awaitable[None]]
-SHOTS: dict[str, tuple[argparse.Namespace, Scenario]] = {
+SHOTS: dict[str, tuple[argparse.Namespace | Callable[[], BpinspectApp], Scenario]] = {
     "main": (options("caffenet.prototxt", top_diff=["fc8=onehot:281"]), main_screen),
     "lrn": (options("caffenet.prototxt", top_diff=["fc8=onehot:281"]), lrn),
     "pooling": (options("caffenet.prototxt", top_diff=["fc8=onehot:281"]), pooling),
     "concat": (options("concat.prototxt"), concat),
     "saliency": (options("caffenet.prototxt", top_diff=["fc8=onehot:281"]), saliency),
     "help": (options("lrn_pool.prototxt", top_diff=["ip=onehot:3"]), help_screen),
+    "training": (digits_training, training),
 }
 
 
 async def shoot(name: str) -> Path:
     opts, scenario = SHOTS[name]
-    app = BpinspectApp(opts)
+    app = opts() if callable(opts) else BpinspectApp(opts)
     app.show_timings = False
     app.animation_level = "none"
     async with app.run_test(size=SIZE) as pilot:
