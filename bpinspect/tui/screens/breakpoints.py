@@ -47,7 +47,7 @@ class BreakpointDialog(ModalScreen[dict[str, Any] | None]):
 
     def compose(self) -> ComposeResult:
         bound = self.kinds.get("max_abs")
-        with Vertical(id="dialog"):
+        with Vertical(id="dialog", classes="" if self.training is None else "-training"):
             yield Static(Text("Conditional breakpoints", style="bold"), classes="dialog-title")
             yield Static("Checked after every step on what it wrote (tops' data forward; "
                          "bottoms' and params' diff backward); continue stops after the step "
@@ -68,10 +68,9 @@ class BreakpointDialog(ModalScreen[dict[str, Any] | None]):
                 yield Button("Cancel", id="cond-cancel")
 
     def _compose_training(self, t: TrainingConditionsState) -> ComposeResult:
-        yield Static(Text("Training", style="bold"), classes="dialog-section")
-        yield Static("The loss is checked when a pass's loss layers have run; the update "
-                     "ratio ‖Δw‖/‖w‖ of every param after the update; an iteration before "
-                     "it begins.", classes="dialog-text")
+        yield Static(Text.assemble(("Training: ", "bold"), "the loss once a pass's loss "
+                                   "layers ran, each param's ‖Δw‖/‖w‖ after the update, an "
+                                   "iteration before it begins."), classes="dialog-section")
         yield Checkbox("loss NaN or Inf (says where the first non-finite value appeared)",
                        t.loss_nonfinite, id="cond-loss-nonfinite")
         with Horizontal(classes="dialog-row"):
