@@ -713,13 +713,19 @@ class Session(LayerViews):
     def stats(self, blob: str, kind: str = "data", step: int | None = None,
               param: int | None = None) -> BlobStats | None:
         a = self.array(blob, kind, step, param)
-        return None if a is None else compute_stats(a)
+        if a is None:
+            return None
+        with np.errstate(all="ignore"):  # NaN and Inf are counted, not warned about
+            return compute_stats(a)
 
     def histogram(self, blob: str, kind: str = "data", step: int | None = None,
                   param: int | None = None, bins: int = DEFAULT_BINS,
                   log: bool = False) -> Histogram | None:
         a = self.array(blob, kind, step, param)
-        return None if a is None else compute_histogram(a, bins, log)
+        if a is None:
+            return None
+        with np.errstate(all="ignore"):
+            return compute_histogram(a, bins, log)
 
     def layer_info(self, layer: str) -> LayerInfo:
         net = self.net
