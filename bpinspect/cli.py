@@ -18,6 +18,7 @@ if TYPE_CHECKING:  # rich and the session load only when a command runs
     from rich.console import Console
     from rich.table import Table
 
+    from bpinspect.session.dump import StatRow
     from bpinspect.session.session import Session
 
 EXIT_CHECK_FAILED = 1
@@ -243,6 +244,20 @@ def _stats_table(title: str) -> Table:
     return table
 
 
+def add_stat_row(table: Table, row: StatRow, first: bool) -> None:
+    """One blob's statistics after a step; the step's own columns on its first row."""
+    step, s = row.step, row.stats
+    assert s is not None
+    bad = s.nan + s.inf
+    table.add_row(
+        str(step.index) if first else "", step.layer_name if first else "",
+        step.layer_type if first else "", row.blob, row.kind,
+        "x".join(str(d) for d in s.shape) or "scalar", _num(s.min), _num(s.max),
+        _num(s.mean), _num(s.std), _num(s.l2), f"{100 * s.frac_zero:.1f}%",
+        f"[red]{s.nan}/{s.inf}[/red]" if bad else "0",
+    )
+
+
 def run_dump(options: argparse.Namespace) -> int:
     from bpinspect.session.dump import run_pass, write_final
     from bpinspect.session.options import session_from_options
@@ -263,17 +278,8 @@ def run_dump(options: argparse.Namespace) -> int:
         if row.stats is None:
             skipped.append(step)
             continue
-        s = row.stats
-        first = step.index != last_step
+        add_stat_row(tables[step.direction], row, first=step.index != last_step)
         last_step = step.index
-        bad = s.nan + s.inf
-        tables[step.direction].add_row(
-            str(step.index) if first else "", step.layer_name if first else "",
-            step.layer_type if first else "", row.blob, row.kind,
-            "x".join(str(d) for d in s.shape) or "scalar", _num(s.min), _num(s.max),
-            _num(s.mean), _num(s.std), _num(s.l2), f"{100 * s.frac_zero:.1f}%",
-            f"[red]{s.nan}/{s.inf}[/red]" if bad else "0",
-        )
     console.print()
     console.print(tables["forward"])
     console.print()

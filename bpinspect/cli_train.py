@@ -49,6 +49,7 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
 
 def run_train(options: argparse.Namespace) -> int:
     from bpinspect.cli import _console, _header
+    from bpinspect.io.files import make_directory
     from bpinspect.session.options import training_session_from_options
     from bpinspect.session.train_run import run_iteration
 
@@ -56,7 +57,7 @@ def run_train(options: argparse.Namespace) -> int:
         raise BpinspectError(f"--iters {options.iters}: expected at least 1")
     if options.every is not None and options.every < 1:
         raise BpinspectError(f"--every {options.every}: expected at least 1")
-    out = _output_dir(options.out) if options.out else None
+    out = make_directory(options.out, "--out") if options.out else None
     session = training_session_from_options(options, history_budget=1 << 28)
     session.breakpoints.set_condition("nonfinite", True)
     solver = session.solver
@@ -93,19 +94,8 @@ def run_train(options: argparse.Namespace) -> int:
     return status
 
 
-def _output_dir(directory: str) -> Path:
-    d = Path(directory).expanduser()
-    try:
-        d.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise BpinspectError(
-            f"--out {directory}: cannot create the directory: {exc.strerror or exc}"
-        ) from None
-    return d
-
-
 def _print_tables(console: Console, run: IterationRun) -> None:
-    from bpinspect.cli import _num, _stats_table
+    from bpinspect.cli import _stats_table, add_stat_row
 
     titles = {"forward": "forward: each top's data",
               "backward": "backward: each bottom's diff and param diff (layer#i: param i)",
@@ -113,19 +103,9 @@ def _print_tables(console: Console, run: IterationRun) -> None:
     tables = {d: _stats_table(f"iteration {run.iteration}, {t}") for d, t in titles.items()}
     last_step = None
     for row in run.rows:
-        step, s = row.step, row.stats
-        if s is None:
-            continue
-        first = step.index != last_step
-        last_step = step.index
-        bad = s.nan + s.inf
-        tables[step.direction].add_row(
-            str(step.index) if first else "", step.layer_name if first else "",
-            step.layer_type if first else "", row.blob, row.kind,
-            "x".join(str(d) for d in s.shape) or "scalar", _num(s.min), _num(s.max),
-            _num(s.mean), _num(s.std), _num(s.l2), f"{100 * s.frac_zero:.1f}%",
-            f"[red]{s.nan}/{s.inf}[/red]" if bad else "0",
-        )
+        if row.stats is not None:
+            add_stat_row(tables[row.step.direction], row, first=row.step.index != last_step)
+            last_step = row.step.index
     for direction in ("forward", "backward", "update"):
         if tables[direction].row_count:
             console.print()

@@ -95,3 +95,16 @@ def _link_no_replace(tmp: Path, path: Path) -> None:
         if path.exists():
             raise FileExistsError(str(path)) from None
         os.replace(tmp, path)
+
+
+def make_directory(directory: str | os.PathLike[str], option: str) -> Path:
+    """``directory``, created with its parents when missing (every output option's rule);
+    a one-line error naming ``option`` when it cannot be."""
+    d = Path(directory).expanduser()
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BpinspectError(
+            f"{option} {directory}: cannot create the directory: {exc.strerror or exc}"
+        ) from None
+    return d

@@ -27,7 +27,7 @@ from google.protobuf.message import DecodeError
 
 from bpinspect.backend import to_host
 from bpinspect.errors import BpinspectError
-from bpinspect.io.caffemodel import blob_shape, format_shape
+from bpinspect.io.caffemodel import _varint, blob_shape, format_shape
 from bpinspect.io.files import write_atomic
 from bpinspect.io.prototxt import read_bytes
 from bpinspect.proto import caffe_pb2
@@ -135,14 +135,3 @@ def _blob_chunks(a: Any) -> list[Any]:
 
 def _tag(number: int) -> bytes:
     return _varint(number << 3 | 2)  # wire type 2: length-delimited
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, n = n & 0x7F, n >> 7
-        if n:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)

@@ -8,7 +8,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from bpinspect.errors import BpinspectError
+from bpinspect.io.files import make_directory
 from bpinspect.session.export import ExportItem, encode_name, export_items, final_file_name
 from bpinspect.session.schedule import Step
 from bpinspect.session.session import Cancel, Progress, Session
@@ -56,13 +56,7 @@ def write_final(session: Session, directory: str | os.PathLike[str],
                 overwrite: bool = False) -> list[Path]:
     """Every blob's current data and diff, every param's data and diff, and
     manifest.json, into ``directory`` (created when missing)."""
-    d = Path(directory).expanduser()
-    try:
-        d.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise BpinspectError(
-            f"--out {directory}: cannot create the directory: {exc.strerror or exc}"
-        ) from None
+    d = make_directory(directory, "--out")
     net = session.net
     items: list[ExportItem] = []
     for blob in net.blobs:

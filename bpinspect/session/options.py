@@ -186,9 +186,6 @@ def validate_options(options: argparse.Namespace) -> None:
     # One rule for every output directory (dump --out too): created when missing.
     export_dir = getattr(options, "export_dir", None)
     if export_dir is not None:
-        try:
-            Path(export_dir).mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise BpinspectError(
-                f"--export-dir {export_dir}: cannot create the directory: "
-                f"{exc.strerror or exc}") from None
+        from bpinspect.io.files import make_directory
+
+        make_directory(export_dir, "--export-dir")

@@ -526,27 +526,7 @@ def run_app(options: argparse.Namespace) -> int:
 
 def _check_options(options: argparse.Namespace) -> None:
     """What is wrong with the arguments themselves, found cheaply before the app starts
-    (the net is built later, in the worker, so that the first frame comes at once):
-    missing files, a prototxt that does not parse, --top-diff specs, --input syntax."""
-    from bpinspect.session import options as session_options
+    (the net is built later, in the worker, so that the first frame comes at once)."""
+    from bpinspect.session.options import validate_options
 
-    validate = getattr(session_options, "validate_options", None)
-    if validate is not None:  # the session's own check, when it has one
-        validate(options)
-        return
-    from bpinspect.io.prototxt import load_net
-    from bpinspect.session.diffspec import parse_assignment
-
-    for what, path in (("net", options.net), ("--weights", getattr(options, "weights", None))):
-        if path is not None and not Path(path).is_file():
-            raise BpinspectError(f"{what} {path}: no such file")
-    load_net(options.net)
-    for text in getattr(options, "top_diff", None) or []:
-        parse_assignment(text)
-    for text in getattr(options, "input", None) or []:
-        path = text.partition("=")[2] or text
-        if not Path(path).is_file():
-            raise BpinspectError(f"--input {text}: no such file {path!r}")
-    export_dir = getattr(options, "export_dir", None)
-    if export_dir is not None and not Path(export_dir).is_dir():
-        raise BpinspectError(f"--export-dir {export_dir}: no such directory")
+    validate_options(options)
