@@ -493,40 +493,59 @@ class Solver:
         clip_scale = None
         if p.clip_gradients >= 0 and grad_norm > p.clip_gradients:  # ClipGradients
             clip_scale = float(dtype(p.clip_gradients / grad_norm))
-            for lp in self.learnable:
-                lp.blob.diff *= clip_scale
+        normalize = float(dtype(1.0 / p.iter_size)) if p.iter_size != 1 else None
 
         n = len(self.learnable)
         reports: dict[Key, ParamUpdate] = {}
         for i, lp in enumerate(self.learnable):
-            blob = lp.blob
-            data_before = blob.data.copy() if record else None
-            if p.iter_size != 1:  # Normalize: Caffe scales by the reciprocal
-                blob.diff *= float(dtype(1.0 / p.iter_size))
-            local_decay = decays[i]
-            if local_decay:  # Regularize
-                xp = blob.xp
-                penalty = blob.data if regularization == "L2" else xp.sign(blob.data)
-                blob.diff += local_decay * penalty
             local_rate = float(dtype(rate * lp.lr_mult))
             history = [self.history[k * n + i] for k in range(self.rule.history_sets)]
-            self.rule.compute_update_value(blob.diff, history, local_rate, self.iter)
-            data_norm = math.sqrt(_sumsq(blob.data))
-            update_norm = math.sqrt(_sumsq(blob.diff))
+            data_before = lp.blob.data.copy() if record else None
+            data_sq, update_sq, after_sq = self._update_param(
+                lp.blob, history, clip_scale, normalize, decays[i], regularization, local_rate)
             reports[lp.key] = ParamUpdate(
                 key=lp.key, lr_mult=lp.lr_mult, decay_mult=lp.decay_mult,
-                local_rate=local_rate, local_decay=local_decay,
-                diff_norm=math.sqrt(sumsq[i]), update_norm=update_norm,
-                data_norm_before=data_norm, data_norm_after=math.nan,
-                ratio=update_norm / data_norm if data_norm else None,
+                local_rate=local_rate, local_decay=decays[i],
+                diff_norm=math.sqrt(sumsq[i]), update_norm=math.sqrt(update_sq),
+                data_norm_before=math.sqrt(data_sq), data_norm_after=math.sqrt(after_sq),
+                ratio=math.sqrt(update_sq) / math.sqrt(data_sq) if data_sq else None,
                 diff_in=diffs_in[i], data_before=data_before,
             )
-        for lp in self.learnable:  # Net::Update: data -= diff
-            lp.blob.data -= lp.blob.diff
-            reports[lp.key].data_norm_after = math.sqrt(_sumsq(lp.blob.data))
         report = UpdateReport(self.iter, rate, grad_norm, clip_scale, reports)
         self.iter += 1
         return report
+
+    def _update_param(self, blob: Blob, history: list[Array], clip_scale: float | None,
+                      normalize: float | None, local_decay: float, regularization: str,
+                      local_rate: float) -> tuple[float, float, float]:
+        """One param's ClipGradients scale, Normalize, Regularize, ComputeUpdateValue
+        and ``data -= diff``, in Caffe's order for every element. Returns the sums
+        of squares of the data before, of the update, and of the data after.
+
+        On the CPU the arrays are walked in chunks small enough to stay in the
+        cache, so each element is read and written about once rather than once
+        per operation (a whole-array pass per operation made the update a sixth
+        of a CaffeNet iteration). Each element's arithmetic is the same either way.
+        """
+        xp = blob.xp
+        diff_all, data_all = blob.diff.reshape(-1), blob.data.reshape(-1)
+        history_all = [h.reshape(-1) for h in history]
+        data_sq = update_sq = after_sq = 0.0
+        for part in _chunks(diff_all.size, xp):
+            diff, data = diff_all[part], data_all[part]
+            if clip_scale is not None:
+                diff *= clip_scale
+            if normalize is not None:  # Caffe scales by the reciprocal of iter_size
+                diff *= normalize
+            if local_decay:
+                diff += local_decay * (data if regularization == "L2" else xp.sign(data))
+            self.rule.compute_update_value(diff, [h[part] for h in history_all], local_rate,
+                                           self.iter)
+            data_sq += _sumsq(data)
+            update_sq += _sumsq(diff)
+            data -= diff  # Net::Update
+            after_sq += _sumsq(data)
+        return data_sq, update_sq, after_sq
 
     def finish_iteration(self, loss: float) -> tuple[str, str] | None:
         """The end of Step's loop body: the smoothed loss takes ``loss`` (the
@@ -756,6 +775,18 @@ class Solver:
             f"{type(self).__name__}({self.source!r}, iter={self.iter}, "
             f"{len(self.learnable)} learnable params, {len(self.test_nets)} test net(s))"
         )
+
+
+_CHUNK = 1 << 16
+"""Elements per chunk of the CPU update: a few such float32 arrays fit in L2."""
+
+
+def _chunks(size: int, xp: Any) -> list[slice]:
+    """Slices that cover ``size`` elements: cache-sized on the CPU, one on the GPU
+    (where a kernel per chunk would cost more than the memory traffic it saves)."""
+    if xp is not np:
+        return [slice(None)]
+    return [slice(start, start + _CHUNK) for start in range(0, size, _CHUNK)]
 
 
 def _sumsq(a: Array) -> float:
