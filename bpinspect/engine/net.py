@@ -530,6 +530,7 @@ class Net:
         self.params: dict[str, list[Blob]] = {}
         owners: dict[str, tuple[int, Blob]] = {}  # ParamSpec name -> (layer, its Blob)
         msra_layers: list[str] = []
+        untrained: dict[str, list[str]] = {}  # untrained_fill -> layers filled so
         with_params = sum(1 for layer in self.layers if layer.param_shapes)
         done = 0
         for i, layer in enumerate(self.layers):
@@ -562,6 +563,10 @@ class Net:
                     owners[spec.name] = (i, blob)
             layer.blobs = blobs
             self.params[lp.name] = blobs
+            # A layer whose fillers stand in for Caffe's (BatchNorm's identity statistics).
+            fill = getattr(layer, "untrained_fill", "")
+            if fill and lp.name not in covered:
+                untrained.setdefault(fill, []).append(lp.name)
 
         if weights is not None and trained is not None:
             from bpinspect.io.caffemodel import copy_trained_layers
@@ -585,6 +590,10 @@ class Net:
             )
         else:
             self.weights_source = f"the prototxt's fillers (seed {self.seed}): no --weights given"
+        for fill, names in untrained.items():
+            where = ("no --weights given" if weights is None
+                     else f"{os.fspath(weights)} has no weights for them")
+            self.notes.append(f"{where}: {', '.join(names)} filled with {fill}")
 
     def _shared_param(
         self, i: int, j: int, shape: Shape, spec: caffe_pb2.ParamSpec, owner: tuple[int, Blob]

@@ -21,6 +21,14 @@ writes no diff into them; neither does this one.
 ``internals()``: ``x_norm`` (y, which backward reads), ``std``
 (sqrt(var + eps) per channel), ``mean`` and ``variance`` (the mu and var used).
 
+Untrained: Caffe fills the three blobs with 0, and with global stats ``s = 0``
+gives mu = var = 0, so ``y = x / sqrt(eps)`` (about 316 x), which a deep deploy
+net without weights multiplies into overflow and NaN. A layer that uses global
+stats therefore asks for identity statistics instead (mean 0, variance 1,
+factor 1: ``y = x / sqrt(1 + eps)``), and says so through ``untrained_fill``,
+which the Net turns into a note when no weights cover the layer. A layer that
+computes batch statistics keeps Caffe's zeros: its running sums start there.
+
 Scale (scale_layer.cpp): ``y = x * s (+ b)`` with ``s`` broadcast along the
 axes ``axis .. axis + s.ndim`` of x. ``s`` is a param of shape
 ``x.shape[axis : axis + num_axes]`` (filler default constant 1), or bottom[1]
@@ -76,6 +84,18 @@ class BatchNorm(Layer):
         self.param_shapes = [(c,), (c,), (1,)]
         self._x_norm = self._std = self._mean = self._variance = None
         return [shape]
+
+    @property
+    def untrained_fill(self) -> str:
+        """What ``param_fillers`` gives in place of Caffe's zeros ('' for Caffe's own)."""
+        if not self.use_global_stats:
+            return ""
+        return "identity statistics (mean 0, variance 1, moving-average factor 1)"
+
+    def param_fillers(self) -> list[Any]:
+        if not self.use_global_stats:
+            return [None, None, None]
+        return [_constant(0.0), _constant(1.0), _constant(1.0)]
 
     @property
     def forward_writes_params(self) -> bool:
@@ -197,6 +217,18 @@ class Scale(Layer):
             self.param_shapes.append(self._scale_shape)
         return [shape]
 
+    @property
+    def untrained_fill(self) -> str:
+        """Said in the Net's notes when no weights cover the layer: the values it starts
+        from without a filler in the prototxt (Caffe's defaults)."""
+        p = self.param.scale_param
+        parts = []
+        if self._scale_param and not p.HasField("filler"):
+            parts.append("scale 1")
+        if self.bias_term and not p.HasField("bias_filler"):
+            parts.append("bias 0")
+        return " and ".join(parts) + " (Caffe's defaults for Scale)" if parts else ""
+
     def param_fillers(self) -> list[Any]:
         fillers = [self._filler] if self._scale_param else []
         if self.bias_term:
@@ -268,6 +300,13 @@ class Bias(Layer):
         self._dims = _geometry(self, shape, self.axis, self._bias_shape, "bias")
         self.param_shapes = [self._bias_shape] if self._bias_param else []
         return [shape]
+
+    @property
+    def untrained_fill(self) -> str:
+        """As Scale's: the starting value without a filler, for the Net's notes."""
+        if self._bias_param and not self.param.bias_param.HasField("filler"):
+            return "bias 0 (Caffe's default for Bias)"
+        return ""
 
     def param_fillers(self) -> list[Any]:
         return [self._filler] if self._bias_param else []

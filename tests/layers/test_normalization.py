@@ -134,7 +134,16 @@ def test_batchnorm_refuses_learned_statistics(xp):
     ok = make_layer("BatchNorm", "param { lr_mult: 0 } param { lr_mult: 0 } param { lr_mult: 0 }")
     assert ok.setup([(2, 3, 4)]) == [(2, 3, 4)]
     assert ok.param_shapes == [(3,), (3,), (1,)]
-    assert ok.param_fillers() == [None, None, None]  # Caffe sets them to 0
+    # TEST (global stats): identity statistics stand in for Caffe's zeros (mean 0,
+    # variance 1, factor 1), and the layer says so for the net's notes.
+    assert [(f.type, f.value) for f in ok.param_fillers()] == [
+        ("constant", 0.0), ("constant", 1.0), ("constant", 1.0)]
+    assert "identity" in ok.untrained_fill
+    # TRAIN (batch statistics): Caffe's zeros, where the running sums start.
+    train = make_layer("BatchNorm", phase="train")
+    train.setup([(2, 3, 4)])
+    assert train.param_fillers() == [None, None, None]
+    assert train.untrained_fill == ""
 
 
 # ---- Scale / Bias ----------------------------------------------------------------------
