@@ -29,6 +29,7 @@ from textual.screen import Screen
 from textual.worker import get_current_worker
 
 from bpinspect.errors import EXIT_USAGE, BpinspectError
+from bpinspect.session.batch_view import data_layers
 from bpinspect.session.schedule import BACKWARD, FORWARD
 from bpinspect.session.session import Session
 from bpinspect.tui import messages as msg
@@ -306,7 +307,8 @@ class BpinspectApp(App[int]):
         if training:  # the Training tab first: the loss is training's first question
             self.call_from_thread(self._prefer_tab, TAB_TRAINING)
         self._post(msg.SessionLoaded(list(session.notes), seconds, list(session.net.blobs),
-                                     str(session.export_dir), training))
+                                     str(session.export_dir), training,
+                                     bool(data_layers(session))))
         first = session.next_step
         took = f" in {seconds:.1f} s" if self.show_timings and seconds else ""
         keys = "n steps, c continues, u runs to an iteration" if training else \

@@ -37,6 +37,7 @@ class SessionLoaded(Message):
     blobs: list[str] = field(default_factory=list)  # every blob name, for the inject dialog
     export_dir: str = "."
     training: bool = False  # a TrainingSession: its keys, tab and header line
+    data_layers: bool = False  # the net reads a data source: the Batch tab
 
 
 @dataclass

@@ -22,6 +22,8 @@ from typing import Any
 import numpy as np
 
 from bpinspect.errors import BpinspectError
+from bpinspect.session.batch_view import DEFAULT_COUNT as BATCH_PAGE
+from bpinspect.session.batch_view import batch_view
 from bpinspect.session.schedule import BACKWARD, FORWARD, UPDATE, Step
 from bpinspect.session.session import LayerInfo, Session
 from bpinspect.session.stats import BlobStats, Histogram
@@ -35,6 +37,7 @@ TAB_SOFTMAX = "tab-softmax"
 TAB_SALIENCY = "tab-saliency"
 TAB_FLOW = "tab-flow"
 TAB_TRAINING = "tab-training"  # a training session only: loss, rate, update ratios
+TAB_BATCH = "tab-batch"  # a net with a data layer: the images it read, with labels
 INTERNALS_TABS = (TAB_LRN, TAB_POOLING, TAB_CONCAT, TAB_DROPOUT, TAB_SOFTMAX)
 INTERNALS_TAB_OF_TYPE = {
     "LRN": TAB_LRN,
@@ -186,6 +189,7 @@ class ParamRow:
     data_l2: float  # ‖w‖ before that update
     ratio_min: float  # over every iteration kept (NaN ratios left out)
     ratio_max: float
+    history: tuple[tuple[int, ...], tuple[float, ...]] = ((), ())  # (iterations, ratios)
 
 
 @dataclass(frozen=True)
@@ -581,6 +585,10 @@ def internals(session: Session, request: ViewRequest, panel: LayerPanel | None) 
             return InternalsData(tab, layer, view=training_data(session))
         if tab == TAB_FLOW:
             return InternalsData(tab, layer, view=tuple(session.gradient_flow()))
+        if tab == TAB_BATCH:
+            first = max(request.item, 0) // BATCH_PAGE * BATCH_PAGE
+            return InternalsData(tab, layer, view=batch_view(session, first=first,
+                                                             count=BATCH_PAGE))
         if tab == TAB_SALIENCY:
             return _saliency(session, request)
         if layer is None or panel is None:
@@ -622,14 +630,15 @@ def training_data(session: Any) -> TrainingData:
     params = []
     if last is not None:
         for p in last.params:
-            _, series = log.ratio_series(p.param)
+            iterations, series = log.ratio_series(p.param)
             ratios = [r for r in series if not math.isnan(r)]  # NaN: no weight to compare
             params.append(ParamRow(
                 param=p.param, ratio=float(p.ratio), local_rate=float(p.local_rate),
                 diff_l2=float(p.diff_l2), update_l2=float(p.update_l2),
                 data_l2=float(p.data_l2),
                 ratio_min=float(min(ratios, default=p.ratio)),
-                ratio_max=float(max(ratios, default=p.ratio))))
+                ratio_max=float(max(ratios, default=p.ratio)),
+                history=(tuple(iterations), tuple(float(r) for r in series))))
     return TrainingData(
         loss=(tuple(loss_x), tuple(loss_y)), smoothed_loss=(tuple(smooth_x), tuple(smooth_y)),
         tests=tests, rate=_learning_rate(session.solver),

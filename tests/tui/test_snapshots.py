@@ -163,3 +163,8 @@ class TestTraining:
                 await _settle(pilot)
 
         assert snap_compare(self._app(), terminal_size=SIZE, run_before=run_before)
+
+    def test_batch_tab(self, snap_compare) -> None:
+        """The first step reads batch 0: the Batch tab's digits with their labels."""
+        assert snap_compare(self._app(), terminal_size=SIZE,
+                            run_before=_steps("n", tab="tab-batch"))

@@ -238,3 +238,29 @@ async def test_a_too_high_learning_rate_stops_where_the_nan_starts() -> None:
         assert 20 <= session.iteration <= 80
         assert "NaN/Inf" not in shown(screen.query_one("#loss-legend"))  # NaN not finished
         assert not app.at_end
+
+
+async def test_batch_tab_shows_the_images_and_labels_the_data_layer_read() -> None:
+    from bpinspect.tui.view_data import TAB_BATCH
+    from bpinspect.tui.widgets.batch_pane import BatchPane
+
+    app = training_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        screen: MainScreen = app.main_screen
+        assert await pilot.click(f"#--content-tab-{TAB_BATCH}")
+        await settle(pilot)
+        assert screen.tabs.active == TAB_BATCH
+        pane = screen.query_one(BatchPane)
+        assert pane.view is None
+        assert "has not read its batch" in shown(pane.query_one("#batch-info"))
+        await pilot.press("n")  # the data layer's forward reads batch 0
+        await settle(pilot)
+        view = pane.view
+        assert view is not None and len(view.images) == 64
+        labels = app.session.array("label").reshape(-1)
+        assert [img.label for img in view.images] == [str(int(v)) for v in labels]
+        info = shown(pane.query_one("#batch-info"))
+        assert "records 0–63 of 1500" in info and "items 0–63 of 64" in info
+        grid = shown(pane.query_one("#batch-grid"))
+        assert f"#0 {int(labels[0])}" in grid and f"#5 {int(labels[5])}" in grid

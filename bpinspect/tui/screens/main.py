@@ -21,6 +21,7 @@ from bpinspect.tui import messages as msg
 from bpinspect.tui.view_data import (
     INTERNALS_TAB_OF_TYPE,
     INTERNALS_TABS,
+    TAB_BATCH,
     TAB_CONCAT,
     TAB_DROPOUT,
     TAB_FLOW,
@@ -34,6 +35,7 @@ from bpinspect.tui.view_data import (
     TrainingConditionsState,
     ViewData,
 )
+from bpinspect.tui.widgets.batch_pane import BatchPane
 from bpinspect.tui.widgets.blob_panel import BlobPanel
 from bpinspect.tui.widgets.concat_pane import ConcatPane
 from bpinspect.tui.widgets.dropout_pane import DropoutPane
@@ -159,6 +161,8 @@ class MainScreen(Screen[None]):
                 with TabbedContent(id="tabs", initial=TAB_FLOW):
                     with TabPane("Training", id=TAB_TRAINING):
                         yield TrainingPane(id="training")
+                    with TabPane("Batch", id=TAB_BATCH):
+                        yield BatchPane(id="batch")
                     with TabPane("LRN scale", id=TAB_LRN):
                         yield LRNPane(id="lrn")
                     with TabPane("Pooling argmax", id=TAB_POOLING):
@@ -179,7 +183,7 @@ class MainScreen(Screen[None]):
 
     def on_mount(self) -> None:
         tabs = self.tabs
-        for tab in (*INTERNALS_TABS, TAB_TRAINING):
+        for tab in (*INTERNALS_TABS, TAB_TRAINING, TAB_BATCH):
             tabs.hide_tab(tab)
         self.layer_list.focus()
         options = self.bpinspect.options
@@ -457,6 +461,8 @@ class MainScreen(Screen[None]):
         if event.training:  # the first view activates it (the app asks for it first)
             self.query_one("#layers-legend", Static).update(TRAINING_LEGEND)
             self.tabs.show_tab(TAB_TRAINING)
+        if event.data_layers:
+            self.tabs.show_tab(TAB_BATCH)
         self._sync_bindings()
 
     def on_session_failed(self, event: msg.SessionFailed) -> None:
@@ -580,3 +586,5 @@ class MainScreen(Screen[None]):
             self.query_one(GradientFlow).rows = tuple(view or ())
         elif internals.tab == TAB_TRAINING:
             self.query_one(TrainingPane).show(view, message)
+        elif internals.tab == TAB_BATCH:
+            self.query_one(BatchPane).show(view, message)

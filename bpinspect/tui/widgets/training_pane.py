@@ -5,7 +5,8 @@ session's iteration summaries (``TrainingSession.iterations``): per param the
 ratio ‖Δw‖/‖w‖ of the last update (about 1e-3 is healthy: far above, the rate is
 too high; far below, the layer barely learns), the smallest and largest ratio
 over every iteration kept, its local rate (lr × lr_mult) and the norm of the
-gradient that went in.
+gradient that went in. Under the loss, the ratio of the param selected in the
+table over every iteration, on a log scale against 1e-3.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from textual.widgets import DataTable
 from bpinspect.tui.formatting import fmt_num
 from bpinspect.tui.view_data import TrainingData
 from bpinspect.tui.widgets.loss_plot import LossPlot
+from bpinspect.tui.widgets.ratio_plot import RatioPlot
 from bpinspect.tui.widgets.text_view import TextView
 
 COLUMNS = ("param", "‖Δw‖/‖w‖", "min", "max", "local lr", "‖grad‖")
@@ -97,6 +99,7 @@ class TrainingPane(Vertical):
             with Vertical(id="loss-column"):
                 yield TextView("", id="loss-legend")
                 yield LossPlot(id="loss-plot")
+                yield RatioPlot(id="ratio-plot")
             table: DataTable[Text | str] = DataTable(id="ratio-table", cursor_type="row",
                                                      zebra_stripes=True)
             yield table
@@ -119,6 +122,10 @@ class TrainingPane(Vertical):
             self.query_one("#loss-legend", TextView).update(plot.legend_text())
         if old is not None and data is not None and old.params == data.params:
             return
+        self._fill_table(data)
+        self._plot_selected()
+
+    def _fill_table(self, data: TrainingData | None) -> None:
         table = self.table
         row = table.cursor_row
         table.clear()
@@ -129,3 +136,12 @@ class TrainingPane(Vertical):
                           Text(fmt_num(p.diff_l2), justify="right"), key=p.param)
         if table.row_count:
             table.move_cursor(row=min(row, table.row_count - 1))
+
+    def _plot_selected(self) -> None:
+        params = () if self.data is None else self.data.params
+        row = self.table.cursor_row
+        self.query_one(RatioPlot).row = params[row] if 0 <= row < len(params) else None
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        event.stop()
+        self._plot_selected()
