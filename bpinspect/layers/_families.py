@@ -3,8 +3,10 @@
 from bpinspect.layers import (  # noqa: F401
     concat,
     conv,
+    crop,
     data,
     db_data,
+    elementwise_math,
     eltwise,
     hdf5_data,
     image_data,
@@ -12,9 +14,12 @@ from bpinspect.layers import (  # noqa: F401
     loss,
     lrn,
     memory_data,
+    mvn,
     neuron,
     normalization,
     pooling,
+    prelu,
+    reduction,
     shape,
     softmax,
 )
