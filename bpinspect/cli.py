@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from bpinspect import __version__
-from bpinspect.errors import EXIT_USAGE, BpinspectError
+from bpinspect.errors import EXIT_USAGE, BpinspectError, error_details
 
 if TYPE_CHECKING:  # rich and the session load only when a command runs
     from rich.console import Console
@@ -38,6 +38,11 @@ TOP_DIFF_HELP = (
     "inject a top diff (repeatable): BLOB=SPEC with SPEC one of onehot:C, onehot:C@N, "
     "ones, zeros, const:X, randn:seed=S,scale=X, npy:FILE; backward starts at the layer "
     "that produces BLOB, as pycaffe's net.backward(BLOB=...)"
+)
+
+MAX_MEMORY_HELP = (
+    "the most memory the net may take, e.g. 4G or 512M (default: what the device has "
+    "free); a net that needs more stops before anything is allocated"
 )
 
 
@@ -69,6 +74,7 @@ def add_net_options(p: argparse.ArgumentParser, net_optional: bool = False) -> N
                    help="where the math runs (default auto: the first GPU if CuPy sees one)")
     p.add_argument("--seed", type=int, default=0,
                    help="seed of the weight filler, dropout masks and random inputs (default 0)")
+    p.add_argument("--max-memory", metavar="SIZE", help=MAX_MEMORY_HELP)
 
 
 def build_tui_parser() -> argparse.ArgumentParser:
@@ -181,6 +187,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_tui(options)
     except BpinspectError as exc:
         print(f"bpinspect: {exc}", file=sys.stderr)
+        if error_details(exc):  # a Python layer's own traceback
+            print(error_details(exc), file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("bpinspect: interrupted", file=sys.stderr)
@@ -220,6 +228,7 @@ def _header(console: Console, session: Session, title: str) -> None:
     console.print(f"[bold]{title}[/bold] net {net.name!r} ({net.source})", markup=True)
     console.print(f"  phase: {net.phase}   device: {net.device.name}", markup=False)
     console.print(f"  weights: {net.weights_source}", markup=False)
+    console.print(f"  memory: {net.memory.summary()}", markup=False)
     for blob, inj in session.injections.items():
         console.print(f"  top diff: {blob}={inj.spec}", markup=False)
     for note in session.notes:

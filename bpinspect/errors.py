@@ -3,6 +3,9 @@
 Every error caused by the user's input (a file, a layer, a blob, a spec)
 is raised as a BpinspectError whose message is one line naming the culprit.
 The CLI prints it and exits with code 2; the TUI shows it in a notification.
+A LayerCodeError (the user's Python layer raised) also carries the user's
+traceback in ``details``: the CLI prints it under the line, the TUI shows
+both in its error modal.
 Anything else escaping is a bug in bpinspect.
 """
 
@@ -16,3 +19,17 @@ class BpinspectError(Exception):
 
     def __init__(self, message: str) -> None:
         super().__init__(" ".join(message.split("\n")))
+
+
+class LayerCodeError(BpinspectError):
+    """The user's own code (a Python layer) raised: a one-line message naming the
+    layer, module and class, and ``details``, the traceback of the user's frames."""
+
+    def __init__(self, message: str, details: str = "") -> None:
+        super().__init__(message)
+        self.details = details
+
+
+def error_details(exc: BaseException) -> str:
+    """The lines to show under an error's message (a user traceback), or ''."""
+    return str(getattr(exc, "details", "") or "")

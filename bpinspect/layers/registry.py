@@ -20,7 +20,6 @@ DATA_SOURCE_TYPES = frozenset({"Data", "ImageData", "HDF5Data", "WindowData", "M
 _UNSUPPORTED = {
     "WindowData": "it reads R-CNN window files (images with boxes, cropped and warped "
                   "with OpenCV), which bpinspect does not; feed its tops with --input",
-    "Python": "use the deploy net, or an Input layer fed with --input",
 }
 
 L = TypeVar("L", bound="type[Layer]")
@@ -41,7 +40,7 @@ def register(type_name: str) -> Callable[[L], L]:
 
 def _load_families() -> None:
     # Importing the family modules runs their @register decorators.
-    from bpinspect.layers import _families  # noqa: F401
+    from bpinspect.layers import _families, python_layer  # noqa: F401
 
 
 def supported_types() -> list[str]:

@@ -28,7 +28,7 @@ from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.worker import get_current_worker
 
-from bpinspect.errors import EXIT_USAGE, BpinspectError
+from bpinspect.errors import EXIT_USAGE, BpinspectError, error_details
 from bpinspect.session.batch_view import data_layers
 from bpinspect.session.schedule import BACKWARD, FORWARD
 from bpinspect.session.session import Session
@@ -218,7 +218,10 @@ class BpinspectApp(App[int]):
         except BpinspectError as exc:
             if command.on_error is not None:
                 self.call_from_thread(command.on_error, str(exc))
-            self._post(msg.CommandFailed(command.label, str(exc)))
+            if error_details(exc):  # a Python layer raised: its traceback in the modal
+                self._post(msg.LayerCodeFailed(command.label, str(exc), error_details(exc)))
+            else:
+                self._post(msg.CommandFailed(command.label, str(exc)))
             return Outcome(str(exc), "error")
         except Exception as exc:  # a bug: show it, keep the app alive
             self._post(msg.InternalErrorRaised(
@@ -253,7 +256,7 @@ class BpinspectApp(App[int]):
             return
         training: Any = session
         self.at_end = training.finished if is_training(session) else session.at_end
-        self.at_start = session.last_step is None
+        self.at_start = not session.can_step_back
         seconds = time.perf_counter() - started
         if outcome is not None and outcome.compute_seconds:
             self.timings.append({"compute": outcome.compute_seconds, "gather": seconds})
@@ -290,8 +293,8 @@ class BpinspectApp(App[int]):
         try:
             session = factory(options, progress=progress)
         except BpinspectError as exc:
-            self.load_error = str(exc)
-            self._post(msg.SessionFailed(str(exc)))
+            self.load_error = "\n".join(filter(None, [str(exc), error_details(exc)]))
+            self._post(msg.SessionFailed(str(exc), error_details(exc)))
             return Outcome(str(exc), "error", refresh=False)
         return self._use_session(session, time.perf_counter() - started)
 

@@ -45,6 +45,7 @@ class SessionFailed(Message):
     """Building the session failed; ``message`` is one line for the user."""
 
     message: str
+    details: str = ""  # a Python layer's traceback (its own frames)
 
 
 @dataclass
@@ -94,6 +95,16 @@ class CommandFailed(Message):
 
     label: str
     message: str
+
+
+@dataclass
+class LayerCodeFailed(Message):
+    """The user's Python layer raised in a command: the modal shows the line and the
+    layer's own traceback; the session stays where it was."""
+
+    label: str
+    message: str
+    details: str = ""
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""An error that is not the user's: shown with its details, the app keeps running."""
+"""An error shown with its details (a bug's traceback, or a Python layer's own frames);
+the app keeps running."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from textual.widgets import Button, Static
 
 
 class ErrorModal(ModalScreen[None]):
-    """A title, one line, and (for bugs) the traceback to report."""
+    """A title, one line, and the traceback: a bug's to report, or the user's Python
+    layer's own frames."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape,enter", "close", "close", id="error-close", tooltip="Close"),

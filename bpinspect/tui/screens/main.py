@@ -470,7 +470,7 @@ class MainScreen(Screen[None]):
 
         self.status.finish(event.message, "error")
         self.app.push_screen(ErrorModal("could not load the net", event.message,
-                                        quit_on_close=True))
+                                        event.details, quit_on_close=True))
 
     def on_run_started(self, event: msg.RunStarted) -> None:
         """A continue shows its bar at once; a single command says what runs only if it
@@ -503,6 +503,15 @@ class MainScreen(Screen[None]):
         self._cancel_running_label()
         self.status.finish(event.message, "error")
         self.notify(event.message, title=f"{event.label} failed", severity="error", timeout=8)
+        self._sync_bindings()
+
+    def on_layer_code_failed(self, event: msg.LayerCodeFailed) -> None:
+        from bpinspect.tui.screens.error import ErrorModal
+
+        self._cancel_running_label()
+        self.status.finish(event.message, "error")
+        self.app.push_screen(ErrorModal(f"{event.label}: a Python layer raised", event.message,
+                                        event.details))
         self._sync_bindings()
 
     def on_internal_error_raised(self, event: msg.InternalErrorRaised) -> None:
