@@ -1,6 +1,7 @@
 """Imports every layer family so that its @register decorators run."""
 
 from bpinspect.layers import (  # noqa: F401
+    argmax,
     concat,
     conv,
     crop,
@@ -8,18 +9,25 @@ from bpinspect.layers import (  # noqa: F401
     db_data,
     elementwise_math,
     eltwise,
+    embed,
     hdf5_data,
+    im2col_layer,
     image_data,
     inner_product,
+    log_loss,
     loss,
     lrn,
+    margin_loss,
     memory_data,
     mvn,
     neuron,
     normalization,
+    plumbing,
     pooling,
     prelu,
     reduction,
     shape,
+    sigmoid_loss,
     softmax,
+    spp,
 )
