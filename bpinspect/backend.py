@@ -95,6 +95,20 @@ def gpu_count() -> int:
         return 0
 
 
+def gpu_free_memory(device: Device) -> int | None:
+    """Bytes a new allocation on ``device`` can get: the driver's free memory plus
+    what CuPy's pool holds unused; None when CuPy cannot say."""
+    cupy = _cupy()
+    if cupy is None or not device.is_gpu:
+        return None
+    try:
+        with device.use():
+            free, _total = cupy.cuda.runtime.memGetInfo()
+            return int(free) + int(cupy.get_default_memory_pool().free_bytes())
+    except Exception:
+        return None
+
+
 def _gpu_device(index: int) -> Device:
     cupy = _cupy()
     assert cupy is not None

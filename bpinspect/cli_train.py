@@ -24,6 +24,8 @@ EXIT_NONFINITE = 1
 
 
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
+    from bpinspect.cli import MAX_MEMORY_HELP
+
     p.add_argument("solver", metavar="SOLVER.prototxt", help="the solver (text SolverParameter)")
     p.add_argument("--weights", metavar="W.caffemodel",
                    help="start from trained weights (caffe train --weights)")
@@ -45,6 +47,7 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=None,
                    help="seed of fillers, dropout, crops and shuffles (default: the solver's "
                         "random_seed, else 0)")
+    p.add_argument("--max-memory", metavar="SIZE", help=MAX_MEMORY_HELP)
 
 
 def run_train(options: argparse.Namespace) -> int:

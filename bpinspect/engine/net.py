@@ -48,6 +48,7 @@ import numpy as np
 from bpinspect.backend import CPU, Array, Device, to_host
 from bpinspect.engine.blob import Blob
 from bpinspect.engine.insert_splits import insert_splits
+from bpinspect.engine.memory import MemoryPlan, plan_net
 from bpinspect.errors import BpinspectError
 from bpinspect.layers.base import Layer
 from bpinspect.proto import caffe_pb2
@@ -139,6 +140,18 @@ def _shape_text(shape: Shape) -> str:
     return "(" + ", ".join(str(d) for d in shape) + ")"
 
 
+class _Planned(Blob):
+    """A blob's name and shape while the net is set up, before anything is allocated."""
+
+    def __init__(self, name: str, shape: Shape) -> None:  # no super(): no arrays
+        self.name = name
+        self._shape = shape
+
+    @property
+    def shape(self) -> Shape:
+        return self._shape
+
+
 # ---- the net --------------------------------------------------------------------
 
 
@@ -194,8 +207,14 @@ class Net:
         self.state.CopyFrom(param.state)
 
         self.param: caffe_pb2.NetParameter = insert_splits(filter_net(param))
+        if not self.param.layer:
+            kept = f" in phase {self.phase} (include/exclude keep none)" if len(param.layer) else ""
+            raise BpinspectError(f"{self.source}: the net has no layers{kept}")
         self._init_layers()
         self._init_backward()
+        # Every shape is known and nothing is allocated yet: plan, then allocate.
+        self.memory: MemoryPlan = plan_net(self)
+        self._allocate_blobs()
         self._progress = progress
         self._init_params(weights)
         self._progress = None
@@ -225,7 +244,6 @@ class Net:
     def _init_layers(self) -> None:
         from bpinspect.layers.data import Input
 
-        xp = self.device.xp
         self.layers: list[Layer] = []
         self.layer_names: list[str] = []
         self.bottom_names: dict[str, list[str]] = {}
@@ -319,7 +337,7 @@ class Net:
                         "name as bottom and top at the same index, may write it again)"
                     )
                 else:
-                    blob = Blob(name, shape, xp, self.dtype)
+                    blob = _Planned(name, shape)  # allocated once the memory is planned
                     self.blobs[name] = blob
                     self._blob_need_backward[name] = False
                     if isinstance(layer, Input):
@@ -381,6 +399,15 @@ class Net:
         self.outputs: list[str] = sorted(available)
         for layer in self.layers:  # what data layers found at setup (rand_skip ignored, ...)
             self.notes.extend(getattr(layer, "notes", []))
+
+    def _allocate_blobs(self) -> None:
+        """Replace the planned blobs by Blobs holding data and diff."""
+        xp = self.device.xp
+        made = {name: Blob(name, p.shape, xp, self.dtype) for name, p in self.blobs.items()}
+        self.blobs = made
+        for vecs in (self._bottom_vecs, self._top_vecs):
+            for blobs in vecs:
+                blobs[:] = [made[b.name] for b in blobs]
 
     def _init_backward(self) -> None:
         """The second pass (which blobs lead to a loss) and force_backward."""

@@ -7,22 +7,35 @@ from typing import Any
 
 from bpinspect.errors import BpinspectError
 from bpinspect.session.diffspec import parse_assignment
+from bpinspect.session.history import DEFAULT_BUDGET
 from bpinspect.session.schedule import BOTH, DIRECTIONS
 from bpinspect.session.session import Session
 
 
-def load_net(options: argparse.Namespace, dtype: Any = None, progress: Any = None) -> Any:
+def memory_limits(options: argparse.Namespace, history_budget: int = 0) -> Any:
+    """The context in which nets plan their memory: ``--max-memory`` (else what the
+    device has) and the session's history budget (``bpinspect.engine.memory``)."""
+    from bpinspect.engine.memory import limits, parse_size
+
+    text = getattr(options, "max_memory", None)
+    return limits(parse_size(text) if text is not None else None, history_budget)
+
+
+def load_net(options: argparse.Namespace, dtype: Any = None, progress: Any = None,
+             history_budget: int = 0) -> Any:
     """The Net of ``options.net`` with its weights, phase, device and seed
-    (``progress``: see ``bpinspect.engine.net.Progress``)."""
+    (``progress``: see ``bpinspect.engine.net.Progress``), its memory planned within
+    ``--max-memory`` and beside ``history_budget`` bytes of history."""
     from bpinspect import backend
     from bpinspect.engine.net import Net
 
     device = backend.select_device(getattr(options, "device", None) or "auto")
     kwargs = {} if dtype is None else {"dtype": dtype}
-    return Net(options.net, weights=getattr(options, "weights", None),
-               phase=getattr(options, "phase", None) or "test", device=device,
-               seed=getattr(options, "seed", 0) or 0, progress=progress,
-               feeds=feed_shapes(options), **kwargs)
+    with memory_limits(options, history_budget):
+        return Net(options.net, weights=getattr(options, "weights", None),
+                   phase=getattr(options, "phase", None) or "test", device=device,
+                   seed=getattr(options, "seed", 0) or 0, progress=progress,
+                   feeds=feed_shapes(options), **kwargs)
 
 
 def feed_shapes(options: argparse.Namespace) -> dict[str, tuple[int, ...]]:
@@ -38,7 +51,8 @@ def feed_shapes(options: argparse.Namespace) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-def load_solver(options: argparse.Namespace, progress: Any = None) -> Any:
+def load_solver(options: argparse.Namespace, progress: Any = None,
+                history_budget: int = 0) -> Any:
     """The solver of ``options.solver`` (``--weights`` to start from, or ``--snapshot``
     to resume from), on the device and with the seed asked for."""
     from bpinspect import backend
@@ -50,8 +64,10 @@ def load_solver(options: argparse.Namespace, progress: Any = None) -> Any:
         raise BpinspectError("give --snapshot to resume training or --weights to start from "
                              "trained weights, not both (as caffe train)")
     device = backend.select_device(getattr(options, "device", None) or "auto")
-    solver = get_solver(options.solver, device=device, seed=getattr(options, "seed", None),
-                        weights=weights, feeds=feed_shapes(options))
+    with memory_limits(options, history_budget):
+        solver = get_solver(options.solver, device=device,
+                            seed=getattr(options, "seed", None), weights=weights,
+                            feeds=feed_shapes(options))
     if snapshot:
         solver.restore(snapshot)
         solver.net.notes.append(
@@ -67,7 +83,8 @@ def training_session_from_options(options: argparse.Namespace, progress: Any = N
     from bpinspect.session.training import TrainingSession
 
     injections = [parse_assignment(t) for t in getattr(options, "top_diff", None) or []]
-    solver = load_solver(options, progress)
+    solver = load_solver(options, progress,
+                         session_kwargs.get("history_budget", DEFAULT_BUDGET))
     inputs, sources = read_inputs(solver.net, options)
     session = TrainingSession(
         solver,
@@ -140,7 +157,8 @@ def session_from_options(options: argparse.Namespace, progress: Any = None,
     if getattr(options, "solver", None):
         return training_session_from_options(options, progress, **session_kwargs)
     injections = [parse_assignment(t) for t in getattr(options, "top_diff", None) or []]
-    net = load_net(options, progress=progress)
+    net = load_net(options, progress=progress,
+                   history_budget=session_kwargs.get("history_budget", DEFAULT_BUDGET))
     inputs, sources = read_inputs(net, options)
     session = Session(
         net,
@@ -179,6 +197,7 @@ def validate_options(options: argparse.Namespace) -> None:
         parse_net_file(options.net)
     for text in getattr(options, "top_diff", None) or []:
         parse_assignment(text)
+    memory_limits(options)  # --max-memory parses
     for text in getattr(options, "input", None) or []:
         path = text.partition("=")[2] or text
         if not Path(path).is_file():
