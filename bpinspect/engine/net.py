@@ -618,9 +618,11 @@ class Net:
         else:
             self.weights_source = f"the prototxt's fillers (seed {self.seed}): no --weights given"
         for fill, names in untrained.items():
-            where = ("no --weights given" if weights is None
-                     else f"{os.fspath(weights)} has no weights for them")
-            self.notes.append(f"{where}: {', '.join(names)} filled with {fill}")
+            if weights is None:
+                self.notes.append(f"no --weights given: {', '.join(names)} filled with {fill}")
+            else:
+                self.notes.append(f"{os.fspath(weights)} has no weights for {', '.join(names)}: "
+                                  f"filled with {fill}")
 
     def _shared_param(
         self, i: int, j: int, shape: Shape, spec: caffe_pb2.ParamSpec, owner: tuple[int, Blob]

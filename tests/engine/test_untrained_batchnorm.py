@@ -75,3 +75,14 @@ def test_weights_that_cover_the_layer_replace_the_identity(tmp_path):
     np.testing.assert_array_equal(net.params["bn0"][0].data, [1.0, 2.0, 3.0])
     np.testing.assert_array_equal(net.params["bn0"][2].data, [2.0])
     assert not [n for n in net.notes if "identity" in n]
+
+
+def test_weights_without_the_layer_leave_it_identity_and_say_so(tmp_path):
+    # A caffemodel for a net without the BatchNorm layer: bn0 is not covered.
+    trained = make(INPUT + 'layer { name: "conv" type: "Convolution" bottom: "data" top: "c" '
+                   'convolution_param { num_output: 2 kernel_size: 1 } }')
+    path = tmp_path / "other.caffemodel"
+    trained.save(path)
+    net = make(bn_chain(1, scale=False), weights=path)
+    np.testing.assert_array_equal(net.params["bn0"][1].data, [1.0, 1.0, 1.0])
+    assert f"{path} has no weights for bn0: filled with identity statistics" in " ".join(net.notes)
