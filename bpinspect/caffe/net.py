@@ -140,6 +140,9 @@ class Net:
         ]
         self._hooks: dict[str, list[Any]] = {k: [] for k in ("bf", "af", "bb", "ab")}
         engine.seed_loss_diffs()  # SetLossWeights: from construction on, as in Caffe
+        for i, layer in enumerate(engine.layers):
+            if layer.type == "DummyData":  # Caffe fills its constant tops at setup, so a
+                engine.forward_layer(i)   # script may overwrite them before forward
         self._input_shapes = self._source_shapes()
 
     @property
