@@ -405,3 +405,28 @@ def test_blob_view_attributes_and_the_host_staging() -> None:
     assert (blob.data == 3).all()
     staging.flush()
     assert (blob.data == 7).all() and blob.diff[0, 0] == 1 and blob.diff.sum() == 1
+
+
+def raising_net(pydir: Path, module: str) -> Path:
+    write_module(pydir, module, RAISING)
+    path = pydir / "raising.prototxt"
+    path.write_text(
+        'force_backward: true\n'
+        'layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 3 } } }\n'
+        + python_layer("picky", module, "Picky", ["data"], ["out"])
+    )
+    return path
+
+
+def test_the_cli_prints_the_line_then_the_user_frames(pydir, tmp_path, capsys) -> None:
+    from bpinspect import cli
+
+    path = raising_net(pydir, "bpi_user_raising_cli")
+    code = cli.main(["dump", str(path), "--out", str(tmp_path / "o"), "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert code == 2
+    first, *rest = err.strip().splitlines()
+    assert first.startswith("bpinspect: layer 'picky' (Python: module bpi_user_raising_cli")
+    assert rest[0].startswith("Traceback") and rest[-1].startswith("ValueError")
+    assert all("bpinspect/" not in line for line in rest if line.lstrip().startswith("File"))
+    assert sum("bpi_user_raising_cli.py" in line for line in rest) == 2
