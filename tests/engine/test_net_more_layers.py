@@ -102,3 +102,63 @@ def test_builds_and_backward_matches_central_differences(xp):
     assert (to_host(net.blobs["spare"].diff) == 0).all()
     assert net.layer_need_backward[net.layer_index("silence")]
     assert np.isfinite(to_host(net.blobs["data"].diff)).all()
+
+
+LOSS_NET = """
+name: "losses"
+layer { name: "data" type: "Input" top: "data" top: "label" top: "target"
+        input_param { shape { dim: 4 dim: 3 } shape { dim: 4 } shape { dim: 4 dim: 2 } } }
+layer { name: "ip" type: "InnerProduct" bottom: "data" top: "score"
+        inner_product_param { num_output: 3 } }
+layer { name: "ip2" type: "InnerProduct" bottom: "data" top: "logit"
+        inner_product_param { num_output: 2 } }
+layer { name: "infogain" type: "InfogainLoss" bottom: "score" bottom: "label" top: "info"
+        infogain_loss_param { source: "H.binaryproto" } }
+layer { name: "xent" type: "SigmoidCrossEntropyLoss" bottom: "logit" bottom: "target"
+        top: "xent" loss_weight: 2 }
+layer { name: "argmax" type: "ArgMax" bottom: "score" top: "best" }
+"""
+
+
+def test_loss_net_reads_its_infogain_matrix_beside_the_net(tmp_path, monkeypatch):
+    from bpinspect.proto import caffe_pb2
+
+    h = np.array([[1.0, 0.5, 0.0], [0.0, 2.0, 0.25], [0.5, 0.0, 1.0]])
+    proto = caffe_pb2.BlobProto()
+    proto.shape.dim.extend([3, 3])
+    proto.data.extend(h.ravel().tolist())
+    (tmp_path / "H.binaryproto").write_bytes(proto.SerializeToString())
+    (tmp_path / "losses.prototxt").write_text(LOSS_NET)
+    monkeypatch.chdir("/")  # the relative source is found beside the net, not here
+    net = Net(tmp_path / "losses.prototxt", dtype=np.float64)
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((4, 3))
+    labels = np.array([0.0, 2.0, 1.0, 1.0])
+    target = rng.uniform(0, 1, (4, 2))
+    net.forward(data=x, label=labels, target=target)
+
+    score = to_host(net.blobs["score"].data)
+    logit = to_host(net.blobs["logit"].data)
+    p = np.exp(score - score.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    info = -sum((h[int(lab)] * np.log(p[i])).sum() for i, lab in enumerate(labels)) / 4
+    s = 1 / (1 + np.exp(-logit))
+    xent = -(target * np.log(s) + (1 - target) * np.log(1 - s)).sum() / 4  # BATCH_SIZE
+    assert float(to_host(net.blobs["info"].data)) == pytest.approx(info, rel=1e-12)
+    assert float(to_host(net.blobs["xent"].data)) == pytest.approx(xent, rel=1e-12)
+    assert net.loss == pytest.approx(info + 2 * xent, rel=1e-12)
+    np.testing.assert_array_equal(to_host(net.blobs["best"].data).ravel(), score.argmax(axis=1))
+    assert not net.layer_need_backward[net.layer_index("argmax")]
+
+    def loss() -> float:
+        net.forward()
+        return net.loss
+
+    loss()
+    net.clear_param_diffs()
+    net.backward()
+    for name in ("ip", "ip2"):
+        w = net.params[name][0]
+        analytic = to_host(w.diff).copy()
+        coords = sample_coords(tuple(w.shape), 6, 0)
+        assert_close([analytic[c] for c in coords], numerical_gradient(loss, w.data, coords, EPS))

@@ -56,7 +56,7 @@ def test_notes_name_the_layers_filled_so():
     assert "scale 1 and bias 0" in scale_notes[0]
 
 
-def test_batch_statistics_keep_caffes_zeros(tmp_path):
+def test_batch_statistics_keep_caffes_zeros():
     # TRAIN: the running sums start from 0 as in Caffe; nothing to say in the notes.
     net = make(bn_chain(1, scale=False), phase="train")
     for blob in net.params["bn0"]:
