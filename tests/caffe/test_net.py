@@ -337,3 +337,21 @@ def test_set_random_seed_seeds_the_fillers(net_file) -> None:
     caffe._mode._state["seed"] = None
     np.testing.assert_array_equal(a, b)
     assert not np.array_equal(a, c)
+
+
+def test_host_copies_as_on_a_gpu_are_written_back_before_the_net_runs(tiny) -> None:
+    """On a GPU, data/diff are host copies (pycaffe's NumPy view): writes reach the
+    device arrays when the net next runs. Exercised here with the CPU's arrays."""
+    tiny._staging.active = True
+    engine = tiny.engine
+    x = np.arange(12, dtype=np.float32).reshape(4, 3)
+    tiny.blobs["data"].data[...] = x
+    assert not np.array_equal(engine.blobs["data"].data, x)  # not yet
+    out = tiny.forward()
+    np.testing.assert_array_equal(engine.blobs["data"].data, x)
+    w, b = engine.params["ip"][0].data, engine.params["ip"][1].data
+    np.testing.assert_allclose(out["ip"], x @ w.T + b, rtol=1e-6)
+    assert out["ip"] is not engine.blobs["ip"].data
+    tiny.params["ip"][1].data[...] = 0
+    tiny.forward()
+    assert (engine.params["ip"][1].data == 0).all()

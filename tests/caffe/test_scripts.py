@@ -166,3 +166,36 @@ def test_solver_loop(tmp_path) -> None:
     assert solver.iter == 4 and all(np.isfinite(losses))
     typed = caffe.SGDSolver(str(tmp_path / "solver.prototxt"))
     assert typed.iter == 0 and "ip" in typed.net.params
+
+
+def _mini_prob(params: dict, x: np.ndarray) -> np.ndarray:
+    """The mini net's forward by hand, in float64."""
+    conv = np.maximum(conv_valid(x, *params["conv1"]), 0)
+    fc = conv.reshape(len(x), -1) @ params["fc"][0].T + params["fc"][1]
+    prob = np.exp(fc - fc.max(1, keepdims=True))
+    return prob / prob.sum(1, keepdims=True)
+
+
+def test_classifier_centre_crop_and_oversampling(files) -> None:
+    mean = np.array([100.0, 110.0, 120.0])
+    classifier = caffe.Classifier(str(files / "deploy.prototxt"), str(files / "mini.caffemodel"),
+                                  image_dims=(10, 10), mean=mean, raw_scale=255,
+                                  channel_swap=(2, 1, 0))
+    rng = np.random.default_rng(9)
+    images = [rng.uniform(size=(10, 10, 3)).astype(np.float32) for _ in range(2)]
+    params = {k: [b.data.astype(np.float64) for b in v] for k, v in classifier.params.items()}
+
+    def caffe_in(crop: np.ndarray) -> np.ndarray:
+        return crop.transpose(2, 0, 1)[::-1] * 255 - mean[:, None, None]
+
+    centre = classifier.predict(images, oversample=False)
+    expected = _mini_prob(params, np.stack([caffe_in(im[1:9, 1:9]) for im in images]))
+    np.testing.assert_allclose(centre, expected, rtol=1e-4, atol=1e-6)
+
+    averaged = classifier.predict(images, oversample=True)
+    assert averaged.shape == (2, 5)
+    for i, im in enumerate(images):
+        corners = [im[y:y + 8, x:x + 8] for y in (0, 2) for x in (0, 2)] + [im[1:9, 1:9]]
+        crops = corners + [c[:, ::-1] for c in corners]
+        want = _mini_prob(params, np.stack([caffe_in(c) for c in crops])).mean(0)
+        np.testing.assert_allclose(averaged[i], want, rtol=1e-4, atol=1e-6)
