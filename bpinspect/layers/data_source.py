@@ -101,6 +101,13 @@ class DataSource(DrawsRandom, Layer):
     def backward(self, top: list[Blob], propagate_down: list[bool], bottom: list[Blob]) -> None:
         """No bottoms, no params: nothing to do (Caffe's data layers have no Backward)."""
 
+    def read_state(self) -> tuple[Batch | None, int | None]:
+        """What the last forward read, for a debugger that re-enters an earlier pass."""
+        return self._last, self.last_batch
+
+    def restore_read_state(self, state: tuple[Batch | None, int | None]) -> None:
+        self._last, self.last_batch = state
+
     def describe_batch(self) -> str:
         """What the last forward read, e.g. ``records 128–191 of 60000, LMDB path``."""
         if self._last is None:

@@ -188,6 +188,11 @@ class Session(LayerViews):
         return None
 
     @property
+    def can_step_back(self) -> bool:
+        """A step back has something to undo."""
+        return self.last_step is not None
+
+    @property
     def at_end(self) -> bool:
         return self.cursor >= len(self.schedule)
 

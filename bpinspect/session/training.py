@@ -10,15 +10,18 @@ goes up, the smoothed loss, a snapshot when due). Stepping on past the end of a
 pass begins the next pass, or the next iteration (with the tests Caffe runs at
 its start, when due).
 
-Stepping back works within the pass being viewed, the update included: the
-weights, the param diffs and the solver's history are put back as they were.
-The data layers read batch ``(iter - start) * iter_size + pass`` of their
-source, so a restart or a step back re-reads the same batch; ``start`` is the
-iteration the session began at (a resumed Caffe, too, reads from the first
-record again: a ``.solverstate`` holds no data position).
+Stepping back puts everything back as it was, the update included: the
+weights, the param diffs and the solver's history. From the first step of a
+pass it goes on into the pass before, kept whole in a :class:`PassArchive`
+(``passes.py``) for the recent passes, within a memory budget. The data layers
+read batch ``(iter - start) * iter_size + pass`` of their source, so a restart
+or a step back re-reads the same batch; ``start`` is the iteration the session
+began at (a resumed Caffe, too, reads from the first record again: a
+``.solverstate`` holds no data position).
 
-Across iterations only small summaries are kept (``iterations.IterationLog``);
-full arrays are kept for the pass being stepped through.
+Every iteration keeps its small summaries (``iterations.IterationLog``: loss,
+rate, norms, update ratios, gradient flow); full arrays are kept for the pass
+being stepped through and the archived recent ones.
 """
 
 from __future__ import annotations
@@ -32,13 +35,14 @@ from typing import Any
 from bpinspect.backend import get_array_module
 from bpinspect.errors import BpinspectError
 from bpinspect.session.breakpoints import Hit
-from bpinspect.session.history import DEFAULT_BUDGET, Record, after
+from bpinspect.session.history import DEFAULT_BUDGET, History, Record, after
 from bpinspect.session.iterations import (
     IterationLog,
     IterationRecord,
     ParamUpdateSummary,
     summarize_tests,
 )
+from bpinspect.session.passes import ArchivedPass, PassArchive
 from bpinspect.session.schedule import FORWARD, UPDATE, Step
 from bpinspect.session.session import Cancel, Key, Progress, Session, StepResult, Stop, display_name
 from bpinspect.session.stats import l2_norm
@@ -107,6 +111,9 @@ class TrainingSession(Session):
         self._pass_loss = 0.0
         self._pass_started = time.perf_counter()
         self._pre_update: Any = None  # the solver's state before the update step ran
+        self.archive = PassArchive(history_budget)
+        """The recent finished passes, whole, for stepping back into them."""
+        self._archive_noted = False
         net = solver.net
         self._data_layers = [i for i, layer in enumerate(net.layers)
                              if hasattr(layer, "next_batch")]
@@ -210,7 +217,7 @@ class TrainingSession(Session):
         if getattr(self, "_pre_update", None) is not None:
             self.solver.load_state(self._pre_update)
             self._pre_update = None
-            self.iterations.pop()
+            self._forget_update_record()
         if getattr(self, "pass_index", 0) == 0 and hasattr(self, "solver"):
             self.net.clear_param_diffs()
         super().restart()
@@ -219,6 +226,13 @@ class TrainingSession(Session):
         self._pass_loss = 0.0
         self._pass_started = time.perf_counter()
 
+    def _forget_update_record(self) -> None:
+        """The update was undone: its summary goes, the tests that began its iteration
+        wait for the update to run again."""
+        undone = self.iterations.pop()
+        if undone is not None:
+            self.iterations.pending_tests = list(undone.tests)
+
     def _restore(self, k: int) -> None:
         undo = self._update_done and k <= (self._update_index or 0)
         super()._restore(k)
@@ -226,7 +240,7 @@ class TrainingSession(Session):
             self._new_generation()
             self.solver.load_state(self._pre_update)
             self._pre_update = None
-            self.iterations.pop()
+            self._forget_update_record()
         if k == 0:
             self._pass_loss = 0.0
 
@@ -237,6 +251,7 @@ class TrainingSession(Session):
             raise BpinspectError("the pass has steps left to run")
         if self.finished:
             raise BpinspectError(f"max_iter {self.max_iter} reached")
+        self._archive_pass()
         if self._update_index is not None:
             self.pass_index = 0
             self._pass_losses = []
@@ -263,7 +278,70 @@ class TrainingSession(Session):
                        f"breakpoint: at the start of iteration {self.solver.iter}")
         return None
 
+    def _archive_pass(self) -> None:
+        """Keep the pass just finished for stepping back into; a fresh history for the next."""
+        finished = ArchivedPass(
+            iteration=self.iteration, pass_index=self.pass_index, history=self.history,
+            initial=self._initial_params, pre_update=self._pre_update,
+            pass_losses=list(self._pass_losses), pass_loss=self._pass_loss,
+            batches=[self.net.layers[i].read_state() for i in self._data_layers])
+        self.history = History(self.history.budget)
+        if finished.history.complete_from > 0:
+            self.archive.clear()  # it cannot be re-entered exactly, nor anything before it
+            return
+        dropped = self.archive.push(finished)
+        if dropped and not self._archive_noted:
+            self._archive_noted = True
+            self._note(
+                f"history: full arrays are kept for the last {len(self.archive)} pass(es) "
+                f"({self.archive.budget / 2**20:.0f} MiB, at most {self.archive.max_passes}); "
+                f"older ones were dropped (the first: {dropped[0].name}); every iteration's "
+                "summaries stay")
+
+    def _reenter_pass(self) -> Step | None:
+        """Step back from the start of this pass into the end of the archived one before
+        it, and undo that pass's last step (an iteration's update, or a backward)."""
+        previous = self.archive.pop()
+        if previous is None:
+            return None
+        self._new_generation()
+        self.iterations.pending_tests = []  # run again when the iteration begins again
+        self.history = previous.history
+        self._initial_params = previous.initial
+        self.pass_index = previous.pass_index
+        self._pass_losses = previous.pass_losses
+        self._pass_loss = previous.pass_loss
+        self._pre_update = previous.pre_update
+        for i, state in zip(self._data_layers, previous.batches, strict=True):
+            self.net.layers[i].restore_read_state(state)
+        self._rebuild_schedule()
+        end = len(self.schedule)
+        # Every array the archived pass wrote, as it left it (the pass being left may
+        # have run steps and stepped back over them; begin_iteration cleared the diffs).
+        for key in self._writers:
+            value = self.history.value_at(key, after(end - 1))
+            blob, kind = self._blob_of(key[0]), key[1]
+            if value is not None:
+                setattr(blob, kind, value.copy())
+            elif key in self._initial_params:
+                setattr(blob, kind, self._initial_params[key].copy())
+        self.cursor = end
+        first_backward = self._first_backward()
+        self._seeded = first_backward is not None
+        return super().step_back()
+
     # ------------------------------------------------------------------ running
+    def step_back(self) -> Step | None:
+        """Undo the last step; from the start of a pass, the last step of the pass before
+        (when the archive still has it)."""
+        if self.last_step is None:
+            return self._reenter_pass()
+        return super().step_back()
+
+    @property
+    def can_step_back(self) -> bool:
+        return self.last_step is not None or len(self.archive) > 0
+
     def step(self) -> StepResult | None:
         """The next step; at the end of a pass, the first step of the next one."""
         if self.at_end and not self.finished:
@@ -273,6 +351,9 @@ class TrainingSession(Session):
     def _run_step(self, step: Step, check: bool) -> StepResult:
         if step.direction == UPDATE:
             return self._run_update(step, check)
+        if step.direction == FORWARD and step.layer_index in self._data_layers:
+            # This pass's batch, also when the step runs again after a step back.
+            self.net.layers[step.layer_index].next_batch = self.batch_number()
         result = super()._run_step(step, check)
         if step.direction != FORWARD:
             return result

@@ -436,10 +436,15 @@ class BpinspectApp(App[int]):
     def _do_back(self, command: Command) -> Outcome:
         session = self._session()
         started = time.perf_counter()
+        training = is_training(session)
+        where = self._where(session) if training else ""
         step = session.step_back()
         if step is None:
             return Outcome("at the start of the pass: nothing to step back over", refresh=False)
-        return Outcome(f"stepped back over {step.label}", moved="back",
+        message = f"stepped back over {step.label}"
+        if training and self._where(session) != where:
+            message += f", into {self._where(session)}"
+        return Outcome(message, moved="back",
                        compute_seconds=time.perf_counter() - started, follow=row_of(step))
 
     def _do_restart(self, command: Command) -> Outcome:

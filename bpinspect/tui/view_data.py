@@ -175,6 +175,7 @@ class TrainingData:
     iterations_kept: int  # how many iterations have summaries
     iteration: int
     max_iter: int
+    archived: str = "nothing"  # the earlier passes kept whole, e.g. "iterations 3–18 (40 MiB)"
 
 
 @dataclass(frozen=True)
@@ -644,7 +645,7 @@ def training_data(session: Any) -> TrainingData:
         tests=tests, rate=_learning_rate(session.solver),
         last_iteration=None if last is None else int(last.iteration), params=tuple(params),
         iterations_kept=len(log), iteration=int(session.iteration),
-        max_iter=int(session.max_iter))
+        max_iter=int(session.max_iter), archived=session.archive.describe())
 
 
 def training_conditions_state(session: Any) -> TrainingConditionsState:

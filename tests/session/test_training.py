@@ -113,6 +113,11 @@ def test_restart_and_step_back_reread_the_same_batch():
     session.step()
     np.testing.assert_array_equal(session.net.blobs["data"].data, data)
     np.testing.assert_array_equal(session.net.blobs["label"].data, label)
+    session.step_back()  # back over the data layer's forward, and that forward again
+    session.step()
+    np.testing.assert_array_equal(session.net.blobs["data"].data, data)
+    np.testing.assert_array_equal(session.net.blobs["label"].data, label)
+    assert "records 64–127 of 1500" in session.describe_batches()[0]
     assert session.iteration == 1
 
 

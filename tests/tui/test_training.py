@@ -264,3 +264,27 @@ async def test_batch_tab_shows_the_images_and_labels_the_data_layer_read() -> No
         assert "records 0–63 of 1500" in info and "items 0–63 of 64" in info
         grid = shown(pane.query_one("#batch-grid"))
         assert f"#0 {int(labels[0])}" in grid and f"#5 {int(labels[5])}" in grid
+
+
+async def test_p_at_the_start_of_an_iteration_steps_back_into_the_one_before() -> None:
+    app = training_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        screen: MainScreen = app.main_screen
+        await pilot.press("u")
+        await pilot.pause()
+        await pilot.press(*"3", "enter")
+        await settle(pilot)
+        session = app.session
+        assert session.iteration == 3 and session.last_step is None
+        pane = screen.query_one(TrainingPane)
+        assert "iterations 0–2" in shown(pane.query_one("#training-info"))
+        await pilot.press("p")  # back over iteration 2's update
+        await settle(pilot)
+        assert session.iteration == 2 and session.solver.iter == 2
+        assert "stepped back over Δ SGD update, into iteration 2" in screen.status.text
+        assert screen.layer_list.rows[-1].current == "update"
+        assert "iteration 2 of 500" in shown(screen.query_one(SessionHeader))
+        await pilot.press("n")  # the update again, then on into iteration 3
+        await settle(pilot)
+        assert session.solver.iter == 3 and len(session.iterations) == 3

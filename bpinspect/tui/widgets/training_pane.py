@@ -25,8 +25,11 @@ from bpinspect.tui.widgets.ratio_plot import RatioPlot
 from bpinspect.tui.widgets.text_view import TextView
 
 COLUMNS = ("param", "‖Δw‖/‖w‖", "min", "max", "local lr", "‖grad‖")
-HISTORY = ("history: every iteration's loss, rate, update ratios and gradient flow; "
-           "full arrays for the pass being viewed")
+def history_text(archived: str) -> str:
+    """What the history holds: whole passes to step back into, summaries of the rest."""
+    kept = "this pass only" if archived == "nothing" else \
+        f"this pass and {archived}, p steps back into them"
+    return f"full arrays: {kept}; every iteration: loss, rate, update ratios, gradient flow"
 
 
 def info_text(data: TrainingData | None, message: str = "") -> Text:
@@ -40,7 +43,7 @@ def info_text(data: TrainingData | None, message: str = "") -> Text:
     text.append(f"   {data.iterations_kept} iteration(s) summarized", style="dim")
     if data.last_iteration is not None:
         text.append(f"   table: the update of iteration {data.last_iteration}")
-    text.append(f"\n{HISTORY}", style="dim")
+    text.append("\n" + history_text(data.archived), style="dim")
     return text
 
 
