@@ -430,3 +430,31 @@ def test_the_cli_prints_the_line_then_the_user_frames(pydir, tmp_path, capsys) -
     assert rest[0].startswith("Traceback") and rest[-1].startswith("ValueError")
     assert all("bpinspect/" not in line for line in rest if line.lstrip().startswith("File"))
     assert sum("bpi_user_raising_cli.py" in line for line in rest) == 2
+
+
+def test_an_installed_caffe_is_left_alone(pydir, tmp_path, monkeypatch) -> None:
+    """With a Caffe on sys.path, `import caffe` is that Caffe; a layer subclassing its
+    caffe.Layer (which only Caffe can construct) gets a one-line error saying so."""
+    fake = tmp_path / "site" / "caffe"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("from ._caffe import Layer\n")
+    (fake / "_caffe.py").write_text("class Layer:\n    pass\n")
+    for name in [n for n in sys.modules if n == "caffe" or n.startswith("caffe.")]:
+        monkeypatch.delitem(sys.modules, name)
+    sys.path.insert(0, str(fake.parent))
+    try:
+        assert not provide_caffe_module()
+        module = write_module(pydir, "bpi_user_real_caffe", "import caffe\n\n"
+                              "class Mine(caffe.Layer):\n    pass\n")
+        path = pydir / "real.prototxt"
+        path.write_text(
+            'layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 3 } } }\n'
+            + python_layer("mine", module, "Mine", ["data"], ["out"])
+        )
+        with pytest.raises(BpinspectError, match="subclasses the caffe.Layer of the Caffe "
+                                                 "installed at .*site/caffe/__init__.py"):
+            Net(path)
+        assert sys.modules["caffe"].__file__ == str(fake / "__init__.py")
+    finally:
+        for name in [n for n in sys.modules if n == "caffe" or n.startswith("caffe.")]:
+            del sys.modules[name]
