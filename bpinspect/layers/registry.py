@@ -13,8 +13,10 @@ if TYPE_CHECKING:
 _REGISTRY: dict[str, type[Layer]] = {}
 
 # Layers that read a database, files or arrays at run time. Their tops can be fed
-# instead (--input NAME=FILE), and then their source is not opened.
-DATA_SOURCE_TYPES = frozenset({"Data", "ImageData", "HDF5Data", "WindowData", "MemoryData"})
+# instead (--input NAME=FILE), and then their source is not opened (for a Python
+# layer without bottoms, a user's data layer: its module is not imported).
+DATA_SOURCE_TYPES = frozenset({"Data", "ImageData", "HDF5Data", "WindowData", "MemoryData",
+                               "Python"})
 
 # Types bpinspect does not run, and why; the hint says what to do instead.
 _UNSUPPORTED = {

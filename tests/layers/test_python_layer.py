@@ -458,3 +458,18 @@ def test_an_installed_caffe_is_left_alone(pydir, tmp_path, monkeypatch) -> None:
     finally:
         for name in [n for n in sys.modules if n == "caffe" or n.startswith("caffe.")]:
             del sys.modules[name]
+
+
+def test_a_python_data_layer_fed_by_input_is_not_imported(pydir) -> None:
+    path = pydir / "fed.prototxt"
+    path.write_text(
+        python_layer("data", "bpi_user_never_imported", "VOCData", [], ["data", "label"])
+        + 'layer { name: "ip" type: "InnerProduct" bottom: "data" top: "ip" '
+        'inner_product_param { num_output: 2 } }\n'
+    )
+    net = Net(path, feeds={"data": (2, 3), "label": (2, 1)})
+    assert net.layers[0].type == "Python" and net.blobs["data"].shape == (2, 3)
+    assert "bpi_user_never_imported" not in sys.modules
+    assert any("fed by --input" in note for note in net.notes)
+    with pytest.raises(BpinspectError, match="no module named 'bpi_user_never_imported'"):
+        Net(path)
