@@ -28,6 +28,7 @@ class LayerCodeError(BpinspectError):
     def __init__(self, message: str, details: str = "") -> None:
         super().__init__(message)
         self.details = details
+        self.original: BaseException | None = None  # the exception the user's code raised
 
 
 def error_details(exc: BaseException) -> str:

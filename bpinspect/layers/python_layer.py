@@ -321,8 +321,9 @@ def _one_line(exc: BaseException) -> str:
 class PythonLayer(base.Layer):
     """Runs ``python_param { module layer param_str }``'s class; see the module docstring.
 
-    ``internals()`` is empty: what a Python layer keeps is the user's own
-    business (its attributes are on ``user_layer``).
+    ``internals()`` gives the user's layer's public array attributes (pyloss's
+    ``self.diff``, which its backward reuses), read-only; the object itself is
+    ``user_layer``.
     """
 
     def __init__(self, param: Any, phase: base.Phase = "test") -> None:
@@ -360,6 +361,15 @@ class PythonLayer(base.Layer):
     def user_layer(self) -> Any:
         """The user's layer object (None before setup)."""
         return self._user
+
+    def internals(self) -> dict[str, Any]:
+        out = {}
+        for name, value in vars(self._user).items() if self._user is not None else ():
+            if not name.startswith("_") and isinstance(value, np.ndarray):
+                view = value.view()
+                view.flags.writeable = False
+                out[name] = view
+        return out
 
     def _where(self) -> str:
         return f"layer {self.name!r} (Python: module {self.module_name}, class {self.class_name})"
@@ -420,7 +430,9 @@ class PythonLayer(base.Layer):
 
     # -- the contract -------------------------------------------------------------
     def _code_error(self, what: str, exc: BaseException) -> LayerCodeError:
-        return LayerCodeError(f"{self._where()}: {what} {_one_line(exc)}", user_traceback(exc))
+        error = LayerCodeError(f"{self._where()}: {what} {_one_line(exc)}", user_traceback(exc))
+        error.original = exc  # what the user's code raised, for a script to look at
+        return error
 
     def _call(self, what: str, run: Callable[[], Any]) -> Any:
         try:

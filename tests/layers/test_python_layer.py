@@ -197,6 +197,10 @@ def test_python_euclidean_loss_matches_the_builtin_layer(pydir) -> None:
     for j in range(2):
         np.testing.assert_allclose(py.params["ip"][j].diff, ref.params["ip"][j].diff,
                                    rtol=1e-12)
+    # What its backward reuses, self.diff, is the layer's internals (read-only).
+    internals = py.layers[3].internals()
+    assert list(internals) == ["diff"] and not internals["diff"].flags.writeable
+    np.testing.assert_allclose(internals["diff"], py.blobs["ip"].data - py.blobs["label"].data)
     # Independently: the loss and d loss / d ip by hand.
     ip, label = py.blobs["ip"].data, py.blobs["label"].data
     assert py.loss == pytest.approx(((ip - label) ** 2).sum() / 3 / 2, rel=1e-12)
@@ -332,7 +336,7 @@ def test_an_exception_in_forward_names_the_layer_and_shows_only_user_frames(pydi
     assert details.rstrip().endswith("ValueError: the values are not all below -1e9")
     bpinspect_dir = str(Path(__import__("bpinspect").__file__).parent)
     assert bpinspect_dir not in details
-    assert isinstance(error, BpinspectError)
+    assert isinstance(error, BpinspectError) and isinstance(error.original, ValueError)
 
 
 def test_an_exception_in_setup_stops_the_net_build(pydir) -> None:
