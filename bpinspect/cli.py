@@ -46,6 +46,18 @@ MAX_MEMORY_HELP = (
 )
 
 
+def seed_value(text: str) -> int:
+    """``--seed``: a whole number that every generator takes (0 to 2^64 - 1)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid seed {text!r}: expected a whole number") \
+            from None
+    if not 0 <= value < 1 << 64:
+        raise argparse.ArgumentTypeError(f"invalid seed {text}: expected 0 to 2^64 - 1")
+    return value
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, with its errors in our one-line form (still exit code 2)."""
 
@@ -72,7 +84,7 @@ def add_net_options(p: argparse.ArgumentParser, net_optional: bool = False) -> N
                    help="which layers the net keeps (include/exclude), default test")
     p.add_argument("--device", default="auto", metavar="auto|cpu|gpu|gpu:N",
                    help="where the math runs (default auto: the first GPU if CuPy sees one)")
-    p.add_argument("--seed", type=int, default=0,
+    p.add_argument("--seed", type=seed_value, default=0,
                    help="seed of the weight filler, dropout masks and random inputs (default 0)")
     p.add_argument("--max-memory", metavar="SIZE", help=MAX_MEMORY_HELP)
 

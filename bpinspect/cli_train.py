@@ -24,7 +24,7 @@ EXIT_NONFINITE = 1
 
 
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
-    from bpinspect.cli import MAX_MEMORY_HELP
+    from bpinspect.cli import MAX_MEMORY_HELP, seed_value
 
     p.add_argument("solver", metavar="SOLVER.prototxt", help="the solver (text SolverParameter)")
     p.add_argument("--weights", metavar="W.caffemodel",
@@ -44,7 +44,7 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
                         "(repeatable)")
     p.add_argument("--device", default="auto", metavar="auto|cpu|gpu|gpu:N",
                    help="where the math runs (default auto)")
-    p.add_argument("--seed", type=int, default=None,
+    p.add_argument("--seed", type=seed_value, default=None,
                    help="seed of fillers, dropout, crops and shuffles (default: the solver's "
                         "random_seed, else 0)")
     p.add_argument("--max-memory", metavar="SIZE", help=MAX_MEMORY_HELP)

@@ -59,7 +59,7 @@ class Limits:
     history_budget: int = 0
 
 
-_LIMITS: ContextVar[Limits] = ContextVar("bpinspect_memory_limits", default=Limits())
+_LIMITS: ContextVar[Limits | None] = ContextVar("bpinspect_memory_limits", default=None)
 
 
 @contextlib.contextmanager
@@ -74,7 +74,8 @@ def limits(max_bytes: int | None = None, history_budget: int = 0) -> Iterator[Li
 
 
 def current_limits() -> Limits:
-    return _LIMITS.get()
+    """The limits nets plan with here: those of :func:`limits`, else the device's."""
+    return _LIMITS.get() or Limits()
 
 
 # ---- sizes ----------------------------------------------------------------------
@@ -100,13 +101,11 @@ def format_bytes(n: int) -> str:
     """``1.26 GiB``, ``212 MiB``, ``3.5 KiB``, ``12 B`` (powers of 1024)."""
     if n < 1024:
         return f"{int(n)} B"
-    value = float(n)
-    unit = "B"
-    for unit in ("KiB", "MiB", "GiB", "TiB", "PiB", "EiB"):
+    value, units = n / 1024.0, ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"]
+    while value >= 1023.5 and len(units) > 1:
         value /= 1024.0
-        if value < 1023.5:
-            break
-    return f"{value:.3g} {unit}"
+        units.pop(0)
+    return f"{value:.0f} {units[0]}" if 100 <= value < 1e6 else f"{value:.3g} {units[0]}"
 
 
 def _shape_text(shape: Shape) -> str:

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from google.protobuf.message import DecodeError
+from google.protobuf.message import DecodeError, Message
 
 from bpinspect.backend import to_host
 from bpinspect.errors import BpinspectError
@@ -82,7 +82,37 @@ def read_caffemodel(
     if len(net.layer) == 0 and len(net.layers) == 0:
         hint = " (it looks like text: a .prototxt?)" if _looks_like_text(data) else ""
         raise BpinspectError(f"{path}: holds no layers; is it a .caffemodel?{hint}")
+    check_text_fields(net, f"{path}: corrupt .caffemodel")
     return upgrade_net(net, str(path), notes)
+
+
+def check_text_fields(message: Message, where: str) -> None:
+    """A one-line error (``where: <field> is not UTF-8 text``) for the first string
+    field of a parsed binary message that is not UTF-8: protobuf hands such a proto2
+    field over as bytes, which would fail far from the file that holds it."""
+    bad = _first_bad_string(message, "")
+    if bad is not None:
+        raise BpinspectError(f"{where}: {bad} is not UTF-8 text")
+
+
+def _first_bad_string(message: Message, prefix: str) -> str | None:
+    for field, value in message.ListFields():
+        if field.type not in (field.TYPE_STRING, field.TYPE_MESSAGE):
+            continue
+        values = list(value) if field.is_repeated else [value]
+        for k, item in enumerate(values):
+            name = f"{prefix}{field.name}" + (f"[{k}]" if field.is_repeated else "")
+            if field.type == field.TYPE_STRING:
+                if not isinstance(item, str):
+                    return name
+                continue
+            label = getattr(item, "name", "") if field.name in ("layer", "layers") else ""
+            if label and not isinstance(label, str):
+                return f"{name}.name"
+            bad = _first_bad_string(item, f"{name} ({label!r})." if label else f"{name}.")
+            if bad is not None:
+                return bad
+    return None
 
 
 def read_binaryproto(path: str | os.PathLike[str]) -> np.ndarray:

@@ -24,10 +24,13 @@ data layer does with ``crop_size``); pass its per-channel mean instead
 
 from __future__ import annotations
 
+import math
 import os
 import re
+import tokenize
 from collections.abc import Sequence
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -36,7 +39,9 @@ from bpinspect.errors import BpinspectError
 from bpinspect.io.caffemodel import read_binaryproto
 from bpinspect.io.files import open_for_reading
 
-__all__ = ["Mean", "load_image", "load_input", "load_mean", "parse_mean"]
+__all__ = [
+    "Mean", "load_image", "load_input", "load_mean", "load_npy", "npy_shape", "parse_mean",
+]
 
 Mean = Sequence[float] | np.ndarray | str | os.PathLike[str]
 
@@ -51,6 +56,7 @@ def load_input(
     mean: Mean | None = None,
     raw_scale: float = 255.0,
     channel_swap: bool = True,
+    blob: str | None = None,
 ) -> np.ndarray:
     """A float32 array of ``shape`` for an input blob, from a ``.npy`` or an image.
 
@@ -58,15 +64,17 @@ def load_input(
     values are used as they are. Anything else is read as an image (PNG,
     JPEG, ... via Pillow) and preprocessed as described in this module's
     docstring; ``shape`` must then be (N, C, H, W) with C 1 or 3.
-    Every failure is a one-line ``BpinspectError`` naming the file.
+    Every failure is a one-line ``BpinspectError`` naming the file (and ``blob``,
+    the input blob it is for, when given).
     """
     shape = tuple(int(d) for d in shape)
+    target = f"the input blob {blob!r}" if blob is not None else "the input blob"
     if Path(path).suffix.lower() == ".npy":
-        return _load_npy_input(path, shape)
+        return _load_npy_input(path, shape, target)
     if len(shape) != 4 or shape[1] not in (1, 3):
         raise BpinspectError(
-            f"{path}: an image fills a blob of shape (N, 1 or 3, H, W), "
-            f"not {shape}; give a .npy instead"
+            f"{path}: an image fills a blob of shape (N, 1 or 3, H, W), not "
+            f"{shape if blob is None else f'{target} of shape {shape}'}; give a .npy instead"
         )
     n, c, h, w = shape
     image = load_image(path, color=c == 3)  # H x W x C, RGB, [0, 1]
@@ -127,50 +135,90 @@ def _resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.stack(planes, axis=2)
 
 
-def _load_npy_input(path: str | os.PathLike[str], shape: tuple[int, ...]) -> np.ndarray:
-    array = _load_npy(path)
+def _load_npy_input(path: str | os.PathLike[str], shape: tuple[int, ...],
+                    target: str = "the input blob") -> np.ndarray:
+    array = load_npy(path)
     if array.shape == shape:
         return np.array(array, dtype=np.float32)
     if array.shape == shape[1:]:
         return np.ascontiguousarray(np.broadcast_to(array, shape), dtype=np.float32)
     raise BpinspectError(
-        f"{path}: array of shape {array.shape} does not fit the input blob of shape "
+        f"{path}: array of shape {array.shape} does not fit {target} of shape "
         f"{shape} (give {shape}, or {shape[1:]} to repeat over the batch)"
     )
 
 
 def npy_shape(path: str | os.PathLike[str]) -> tuple[int, ...]:
-    """The shape a ``.npy`` file's header declares, without reading its data."""
-    try:
-        with open_for_reading(path, "a .npy file") as f:
-            version = np.lib.format.read_magic(f)
-            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                           else np.lib.format.read_array_header_2_0)
-            shape, _, _ = read_header(f)
-    except (ValueError, OSError, EOFError) as e:
-        raise BpinspectError(f"{path}: not a valid .npy file: {e}") from None
-    return tuple(int(d) for d in shape)
+    """The shape a ``.npy`` file's header declares, without reading its data (the
+    header checked against the file, as :func:`load_npy` does)."""
+    with open_for_reading(path, "a .npy file") as f:
+        shape, _ = _npy_header(f, path)
+    return shape
 
 
-def _load_npy(path: str | os.PathLike[str]) -> np.ndarray:
+# numpy's own limit on axes (NPY_MAXDIMS) and on a dimension (npy_intp).
+_MAX_AXES = 64
+_MAX_DIM = (1 << 63) - 1
+
+
+def _npy_header(f: IO[bytes], path: str | os.PathLike[str]) -> tuple[tuple[int, ...], np.dtype]:
+    """The shape and dtype of the ``.npy`` open in ``f``, checked before any data is
+    read: a numeric dtype, a shape numpy can hold, and as many bytes after the header
+    as shape x dtype needs (a header may claim 10^12 values in a file of 100 bytes)."""
+    magic = f.read(6)
+    if magic != b"\x93NUMPY":
+        what = "an .npz archive" if magic.startswith(b"PK") else "no NumPy header"
+        raise BpinspectError(f"{path}: not a valid .npy file ({what})")
+    f.seek(0)
     try:
-        with open_for_reading(path, "a .npy file") as f:
-            magic = f.read(6)
-            if magic != b"\x93NUMPY":
-                what = "an .npz archive" if magic.startswith(b"PK") else "no NumPy header"
-                raise BpinspectError(f"{path}: not a valid .npy file ({what})")
+        version = np.lib.format.read_magic(f)
+        read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                       else np.lib.format.read_array_header_2_0)
+        shape, _, dtype = read_header(f)
+    except (ValueError, TypeError, SyntaxError, OverflowError, OSError, EOFError,
+            tokenize.TokenError) as e:
+        raise BpinspectError(
+            f"{path}: not a valid .npy file: {' '.join(str(e).split())[:200]}"
+        ) from None
+    shape = tuple(int(d) for d in shape)
+    if dtype.hasobject:
+        raise BpinspectError(
+            f"{path}: holds Python objects (pickled); only numeric arrays are read"
+        )
+    if dtype.kind not in "biuf" or dtype.subdtype is not None:
+        raise BpinspectError(f"{path}: dtype {dtype} is not numeric")
+    if len(shape) > _MAX_AXES or any(d > _MAX_DIM for d in shape):
+        raise BpinspectError(f"{path}: the header's shape {_short(shape)} is not an array shape")
+    needed = math.prod(shape) * dtype.itemsize
+    try:
+        present = os.fstat(f.fileno()).st_size - f.tell()
+    except (OSError, AttributeError, ValueError):
+        present = None
+    if present is not None and needed > present:
+        raise BpinspectError(
+            f"{path}: the header declares shape {_short(shape)} of {dtype} ({needed} bytes) "
+            f"but the file holds {present} bytes after it (truncated or corrupt .npy)"
+        )
+    return shape, dtype
+
+
+def _short(shape: tuple[int, ...]) -> str:
+    text = str(shape)
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+def load_npy(path: str | os.PathLike[str]) -> np.ndarray:
+    """A numeric ``.npy`` array, its header checked against the file before the data
+    is read; any fault is a one-line ``BpinspectError`` naming the file."""
+    with open_for_reading(path, "a .npy file") as f:
+        shape, dtype = _npy_header(f, path)
+        try:
             f.seek(0)
             array = np.load(f, allow_pickle=False)
-    except ValueError as e:
-        if "allow_pickle" in str(e):
+        except (ValueError, OSError, EOFError) as e:
             raise BpinspectError(
-                f"{path}: holds Python objects (pickled); only numeric arrays are read"
+                f"{path}: not a valid .npy file: {' '.join(str(e).split())[:200]}"
             ) from None
-        raise BpinspectError(f"{path}: not a valid .npy file: {e}") from None
-    except (OSError, EOFError) as e:
-        raise BpinspectError(f"{path}: not a valid .npy file: {e}") from None
-    if array.dtype.kind not in "biuf":
-        raise BpinspectError(f"{path}: dtype {array.dtype} is not numeric")
     result: np.ndarray = array
     return result
 
@@ -210,7 +258,7 @@ def load_mean(mean: Mean, shape: tuple[int, int, int]) -> np.ndarray:
     if isinstance(mean, (str, os.PathLike)):
         where = str(mean)
         if Path(mean).suffix.lower() == ".npy":
-            array = _load_npy(mean).astype(np.float32)
+            array = load_npy(mean).astype(np.float32)
         else:
             array = read_binaryproto(mean)
     else:

@@ -27,7 +27,7 @@ from google.protobuf.message import DecodeError
 
 from bpinspect.backend import to_host
 from bpinspect.errors import BpinspectError
-from bpinspect.io.caffemodel import _varint, blob_shape, format_shape
+from bpinspect.io.caffemodel import _varint, blob_shape, check_text_fields, format_shape
 from bpinspect.io.files import write_atomic
 from bpinspect.io.prototxt import read_bytes
 from bpinspect.proto import caffe_pb2
@@ -62,6 +62,7 @@ def read_solverstate(path: str | os.PathLike[str]) -> SavedSolverState:
         raise BpinspectError(
             f"{path}: truncated or corrupt .solverstate (a binary SolverState); protobuf: {e}"
         ) from None
+    check_text_fields(state, f"{path}: corrupt .solverstate")
     return SavedSolverState(
         iter=int(state.iter),
         learned_net=state.learned_net if state.HasField("learned_net") else None,

@@ -89,7 +89,7 @@ class Data(DataSource):
         mirrored = np.zeros(b, dtype=bool)
         for m, index in enumerate(indices):
             datum, item, what = self._record(int(index))
-            h_off, w_off, mirror = self.transformer.draw(rng, item.shape)
+            h_off, w_off, mirror = self.transformer.draw(rng, item.shape, what)
             out = self.transformer.transform(item, h_off, w_off, mirror, dtype, what)
             if out.shape != self._item_shape:
                 raise BpinspectError(f"{what}: gives an item of {out.shape}, the first record "

@@ -171,8 +171,9 @@ class ImageData(DataSource):
         mirrored = np.zeros(b, dtype=bool)
         for m, index in enumerate(int(i) for i in lines):
             item = self._image(index)
-            h_off, w_off, mirror = self.transformer.draw(rng, item.shape)
-            out = self.transformer.transform(item, h_off, w_off, mirror, dtype, self._what(index))
+            what = self._what(index)
+            h_off, w_off, mirror = self.transformer.draw(rng, item.shape, what)
+            out = self.transformer.transform(item, h_off, w_off, mirror, dtype, what)
             if out.shape != self._item_shape:
                 raise BpinspectError(f"{self._what(index)}: gives an item of {out.shape}, the "
                                      f"first image {self._item_shape}; set new_height and "

@@ -107,8 +107,10 @@ class DataTransformer:
             raise BpinspectError(f"{what}: is {h} x {w}, smaller than crop_size {s}")
         return (c, s, s) if s else (c, h, w)
 
-    def draw(self, rng: Any, item_shape: Shape) -> tuple[int, int, bool]:
-        """``(h_off, w_off, mirror)`` for one item, in Caffe's order of draws."""
+    def draw(self, rng: Any, item_shape: Shape, what: str = "an item") -> tuple[int, int, bool]:
+        """``(h_off, w_off, mirror)`` for one item, in Caffe's order of draws (an item
+        smaller than the crop is the one-line error of ``infer_shape``)."""
+        self.infer_shape(item_shape, what)
         _, h, w = item_shape
         s = self.crop_size
         mirror = bool(self.mirror and rng.integers(2))

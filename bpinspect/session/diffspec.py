@@ -131,17 +131,16 @@ def parse_assignment(text: str) -> tuple[str, DiffSpec]:
 
 
 def _load_npy(path: str, shape: Shape, dtype: Any, where: str) -> np.ndarray:
+    from bpinspect.io.inputs import load_npy  # the header checked before the data is read
+
     p = Path(path).expanduser()
+    if not p.exists():
+        raise BpinspectError(f"{where}: no such file {str(p)!r}")
     try:
-        loaded = np.load(p, allow_pickle=False)
-    except FileNotFoundError:
-        raise BpinspectError(f"{where}: no such file {str(p)!r}") from None
-    except (OSError, ValueError, EOFError) as exc:
-        raise BpinspectError(f"{where}: cannot read {str(p)!r} as .npy: {exc}") from None
-    if not isinstance(loaded, np.ndarray):  # an .npz archive
-        raise BpinspectError(f"{where}: {str(p)!r} is not a single .npy array")
-    if loaded.dtype.kind not in "biuf":
-        raise BpinspectError(f"{where}: {str(p)!r} holds {loaded.dtype}, not numbers")
+        loaded = load_npy(p)
+    except BpinspectError as exc:
+        reason = str(exc).removeprefix(f"{p}: ")
+        raise BpinspectError(f"{where}: cannot read {str(p)!r} as .npy: {reason}") from None
     if tuple(loaded.shape) != shape:
         raise BpinspectError(
             f"{where}: {str(p)!r} has shape {tuple(loaded.shape)}, the blob has {shape}"

@@ -134,7 +134,7 @@ def read_inputs(net: Any, options: argparse.Namespace) -> tuple[dict[str, Any], 
                 f"--input {text}: {name!r} is not an input blob of the net "
                 f"(inputs: {', '.join(net.inputs) or 'none'})"
             )
-        arrays[name] = load_input(path, net.blobs[name].shape, mean=mean)
+        arrays[name] = load_input(path, net.blobs[name].shape, mean=mean, blob=name)
         sources[name] = path
     return arrays, sources
 
