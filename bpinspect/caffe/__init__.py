@@ -38,6 +38,7 @@ from bpinspect.layers.python_layer import TEST, TRAIN, Layer
 __all__ = [
     "TEST",
     "TRAIN",
+    "Timer",
     "AdaDeltaSolver",
     "AdaGradSolver",
     "AdamSolver",
@@ -49,6 +50,7 @@ __all__ = [
     "RMSPropSolver",
     "SGDSolver",
     "get_solver",
+    "has_nccl",
     "init_log",
     "io",
     "layer_type_list",
@@ -59,7 +61,12 @@ __all__ = [
     "set_device",
     "set_mode_cpu",
     "set_mode_gpu",
+    "set_multiprocess",
     "set_random_seed",
+    "set_solver_count",
+    "set_solver_rank",
+    "solver_count",
+    "solver_rank",
     "to_proto",
 ]
 
@@ -82,3 +89,56 @@ def log(message: str) -> None:
     import sys
 
     print(message, file=sys.stderr)
+
+
+def has_nccl() -> bool:
+    """bpinspect runs one solver on one device: no NCCL."""
+    return False
+
+
+def solver_count() -> int:
+    return 1
+
+
+def set_solver_count(count: int) -> None:
+    """Accepted and ignored: bpinspect runs one solver."""
+
+
+def solver_rank() -> int:
+    return 0
+
+
+def set_solver_rank(rank: int) -> None:
+    """Accepted and ignored: bpinspect runs one solver."""
+
+
+def set_multiprocess(multiprocess: bool) -> None:
+    """Accepted and ignored: bpinspect runs one solver."""
+
+
+class Timer:
+    """pycaffe's ``caffe.Timer``: wall-clock ``start``/``stop``, ``ms`` and ``seconds``."""
+
+    def __init__(self) -> None:
+        self._start: float | None = None
+        self._elapsed = 0.0
+
+    def start(self) -> None:
+        import time
+
+        self._start = time.perf_counter()
+
+    def stop(self) -> None:
+        import time
+
+        if self._start is not None:
+            self._elapsed = time.perf_counter() - self._start
+            self._start = None
+
+    @property
+    def seconds(self) -> float:
+        return self._elapsed
+
+    @property
+    def ms(self) -> float:
+        return self._elapsed * 1000.0

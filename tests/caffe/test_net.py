@@ -323,8 +323,14 @@ def test_modes_and_names() -> None:
     assert "Convolution" in caffe.layer_type_list() and "Python" in caffe.layer_type_list()
     assert caffe.TRAIN == 0 and caffe.TEST == 1
     assert caffe.proto.caffe_pb2.TRAIN == caffe.TRAIN
+    assert caffe.solver_count() == 1 and caffe.solver_rank() == 0 and not caffe.has_nccl()
+    timer = caffe.Timer()
+    timer.start()
+    timer.stop()
+    assert timer.ms >= 0 and timer.seconds == timer.ms / 1000
     for name in ("Net", "SGDSolver", "NesterovSolver", "AdaGradSolver", "RMSPropSolver",
-                 "AdaDeltaSolver", "AdamSolver", "get_solver", "Layer", "io", "set_mode_gpu"):
+                 "AdaDeltaSolver", "AdamSolver", "get_solver", "Layer", "io", "set_mode_gpu",
+                 "NetSpec", "layers", "params", "to_proto", "Classifier", "Timer"):
         assert hasattr(caffe, name), name
 
 
@@ -355,3 +361,21 @@ def test_host_copies_as_on_a_gpu_are_written_back_before_the_net_runs(tiny) -> N
     tiny.params["ip"][1].data[...] = 0
     tiny.forward()
     assert (engine.params["ip"][1].data == 0).all()
+
+
+def test_set_input_arrays_serves_a_memory_data_net(tmp_path) -> None:
+    path = tmp_path / "memory.prototxt"
+    path.write_text(
+        "layer { name: 'data' type: 'MemoryData' top: 'data' top: 'label'\n"
+        "  memory_data_param { batch_size: 2 channels: 1 height: 2 width: 2 } }\n"
+        "layer { name: 'flat' type: 'Flatten' bottom: 'data' top: 'flat' }\n")
+    net = caffe.Net(str(path), caffe.TEST)
+    data = np.arange(16, dtype=np.float32).reshape(4, 1, 2, 2)
+    labels = np.array([3, 1, 4, 1], dtype=np.float32)  # 1-d: pycaffe adds the axes
+    net.set_input_arrays(data, labels)
+    first = net.forward()["flat"].copy()
+    np.testing.assert_array_equal(first, data[:2].reshape(2, 4))
+    np.testing.assert_array_equal(net.blobs["label"].data.ravel(), labels[:2])
+    np.testing.assert_array_equal(net.forward()["flat"], data[2:].reshape(2, 4))
+    with pytest.raises(BpinspectError, match="multiple of batch_size"):
+        net.set_input_arrays(data[:3], labels[:3])
