@@ -18,7 +18,13 @@ class BpinspectError(Exception):
     """A user-facing error: one line, naming the file, line, layer or blob."""
 
     def __init__(self, message: str) -> None:
-        super().__init__(" ".join(message.split("\n")))
+        # One line on any terminal: newlines become spaces, and the characters that a
+        # terminal would take as a line break or a control sequence (from a corrupt
+        # name in a file) are shown escaped.
+        text = " ".join(message.split("\n"))
+        if not text.isprintable():
+            text = "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
+        super().__init__(text)
 
 
 class LayerCodeError(BpinspectError):

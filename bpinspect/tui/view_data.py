@@ -104,6 +104,7 @@ class HeaderInfo:
     next_label: str | None
     last_label: str | None
     training: TrainingInfo | None = None  # a training session's iteration, loss, batch
+    memory: str = ""  # what the net needs, as planned (engine/memory.py): "480 MiB"
 
 
 @dataclass(frozen=True)
@@ -285,6 +286,7 @@ def header_info(session: Session) -> HeaderInfo:
         next_label=None if nxt is None else nxt.label,
         last_label=None if last is None else last.label,
         training=training_info(session) if is_training(session) else None,
+        memory=net.memory.short if getattr(net, "memory", None) is not None else "",
     )
 
 

@@ -19,8 +19,9 @@ NO_WEIGHTS = "no --weights given"
 
 
 class SessionHeader(Widget):
-    """``CaffeNet · test · CPU (NumPy) · weights ...`` over ``step 12 of 46 · forward ...``;
-    a training session adds ``iteration 3 of 100 · SGD lr 0.01 · loss ... · data: ...``
+    """``CaffeNet · test · CPU (NumPy) · memory 480 MiB · weights ...`` (memory: what the
+    net needs, as planned) over ``step 12 of 46 · forward ...``; a training session adds
+    ``iteration 3 of 100 · SGD lr 0.01 · loss ... · data: ...``
     (the ``-training`` class makes room for it)."""
 
     COMPONENT_CLASSES: ClassVar[set[str]] = {
@@ -76,6 +77,9 @@ class SessionHeader(Widget):
         top.append(info.phase)
         top.append("  device ", style=label)
         top.append(info.device)
+        if info.memory:
+            top.append("  memory ", style=label)
+            top.append(info.memory)
         top.append("  weights ", style=label)
         seeded = NO_WEIGHTS in info.weights
         top.append(info.weights, style=style("session-header--seeded") if seeded else "")
