@@ -36,7 +36,7 @@ def xp(request):
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("bpinspect fuzz", "tests/test_fuzz.py")
     group.addoption("--fuzz-cases", type=int, default=None, metavar="N",
-                    help="cases of tests/test_fuzz.py in all (default 300; also "
+                    help="cases of tests/test_fuzz.py in all (default 600; also "
                          "BPINSPECT_FUZZ_CASES)")
     group.addoption("--fuzz-seed", type=int, default=None, metavar="S",
                     help="seed of tests/test_fuzz.py (default 0; also BPINSPECT_FUZZ_SEED)")

@@ -50,7 +50,7 @@ ROOT = Path(__file__).resolve().parents[1]
 NETS = ROOT / "nets"
 BVLC = ROOT / "tests" / "data" / "bvlc"
 
-DEFAULT_CASES = 300
+DEFAULT_CASES = 600
 CATEGORIES = ("prototxt", "caffemodel", "npy", "datum", "topdiff", "args")
 CASE_TIMEOUT = 30  # seconds: a case that runs longer is a finding (unbounded work)
 LIMIT = "16M"  # --max-memory of mutated nets: the planner bounds every case's work
@@ -519,12 +519,17 @@ def case_topdiff(rng: random.Random, d: Path, seeds: dict) -> list[str]:
     blobs = {"lrn_pool.prototxt": ["ip", "pool2", "data", "conv1"],
              "concat.prototxt": ["score_ab", "ab", "aa", "data"]}[net.name]
     argv = base_argv(net, d / "out")
-    for _ in range(rng.randint(1, 3)):
-        spec = rng.choice(_SPECS).format(i=rng.choice(_SPEC_INTS), x=rng.choice(_SPEC_FLOATS),
-                                         npy=_good_npy(d), junk=rng.choice(JUNK_WORDS))
-        blob = rng.choice(blobs + ["nosuch", "", "ip=ip", " ip", "é"])
+    valid = rng.random() < 0.5  # half the cases: well-formed specs of any value
+    for _ in range(rng.randint(1, 2 if valid else 3)):
+        forms = _SPECS[:8] if valid else _SPECS
+        ints = ["0", "3", "1", "9"] if valid else _SPEC_INTS
+        spec = rng.choice(forms).format(i=rng.choice(ints), x=rng.choice(_SPEC_FLOATS[:6]
+                                                                         if valid else
+                                                                         _SPEC_FLOATS),
+                                        npy=_good_npy(d), junk=rng.choice(JUNK_WORDS))
+        blob = rng.choice(blobs if valid else blobs + ["nosuch", "", "ip=ip", " ip", "é"])
         text = f"{blob}={spec}"
-        if rng.random() < 0.2:
+        if not valid and rng.random() < 0.2:
             text = mutate_text(rng, text).decode("utf-8", "replace")
         argv += ["--top-diff", text]
     return argv
@@ -578,7 +583,8 @@ MAKERS: dict[str, Callable[[random.Random, Path, dict], list[str]]] = {
 
 @pytest.mark.parametrize("category", CATEGORIES)
 def test_fuzz_dump(category: str, seeds: dict, fuzz_config: tuple[int, int],
-                   tmp_path: Path) -> None:
+                   tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # a relative output path stays in the case's directory
     failures = []
     for i, rng in enumerate(cases_for(category, fuzz_config)):
         d = tmp_path / f"case{i}"

@@ -99,7 +99,10 @@ def _link_no_replace(tmp: Path, path: Path) -> None:
 
 def make_directory(directory: str | os.PathLike[str], option: str) -> Path:
     """``directory``, created with its parents when missing (every output option's rule);
-    a one-line error naming ``option`` when it cannot be."""
+    a one-line error naming ``option`` when it cannot be (an empty path is refused: it
+    would mean the working directory)."""
+    if not os.fspath(directory).strip():
+        raise BpinspectError(f"{option}: an empty path; give a directory")
     d = Path(directory).expanduser()
     try:
         d.mkdir(parents=True, exist_ok=True)
