@@ -156,3 +156,9 @@ def test_a_net_without_layers_is_an_error(tmp_path):
     (tmp_path / "empty.prototxt").write_text("# nothing here\n")
     with pytest.raises(BpinspectError, match="empty.prototxt: the net has no layers"):
         Net(tmp_path / "empty.prototxt")
+
+
+def test_caffes_figure_for_the_reference_caffenet():
+    # Caffe logs "Memory required for data: 68681400" for this deploy net (batch 10)
+    net = Net(NETS.parent / "tests" / "data" / "bvlc" / "bvlc_reference_caffenet.deploy.prototxt")
+    assert net.memory.caffe_data == 68681400
