@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from textual.pilot import Pilot
 from textual.widget import Widget
-from textual.widgets import Input, TabbedContent
+from textual.widgets import Input, TabbedContent, Tabs
 
 from bpinspect.tui.app import BpinspectApp
 from bpinspect.tui.screens.breakpoints import BreakpointDialog
@@ -441,13 +441,23 @@ async def test_palette_tab_log_and_export_all(tmp_path) -> None:
         assert type(app.screen).__name__ == "CommandPalette"
         await pilot.press("escape")
         await pilot.pause()
-        # tab: layer list -> blob table -> the active tab's view -> layer list.
+        # tab: layer list -> blob table -> tab bar -> the active tab's view -> layer list.
         assert screen.focused is screen.layer_list
         await pilot.press("tab")
         assert screen.focused is screen.blob_panel.table
         await pilot.press("tab")
+        assert isinstance(screen.focused, Tabs)
+        active = screen.tabs.active
+        await pilot.press("right")  # the next tab, by keyboard
+        await pilot.pause()
+        assert screen.tabs.active != active
+        await pilot.press("left")
+        await pilot.pause()
+        assert screen.tabs.active == active
+        await pilot.press("tab")
         assert screen.focused is not None
         assert screen.focused not in (screen.layer_list, screen.blob_panel.table)
+        assert not isinstance(screen.focused, Tabs)
         # m: the focused pane fills the screen; m again (or escape) brings the rest back.
         await pilot.press("m")
         assert screen.maximized is screen.tabs

@@ -15,7 +15,7 @@ from textual.events import Resize
 from textual.screen import Screen
 from textual.timer import Timer
 from textual.widget import Widget
-from textual.widgets import Footer, Static, TabbedContent, TabPane
+from textual.widgets import Footer, Static, TabbedContent, TabPane, Tabs
 
 from bpinspect.tui import messages as msg
 from bpinspect.tui.view_data import (
@@ -116,7 +116,7 @@ class MainScreen(Screen[None]):
     | e / E | Export the selected blob / every blob. |
     | l | Log histogram. |
     | m | Zoom the focused pane to the whole screen, and back. |
-    | tab | Cycle panes. |
+    | tab | Cycle panes: the layers, the blobs, the tab bar (left / right choose a tab), the tab. |
     | escape | Interrupt a continue. |
     """
 
@@ -368,7 +368,9 @@ class MainScreen(Screen[None]):
         self.status.show("histograms: " + ("log10(1 + count)" if self.log_counts else "counts"))
 
     def action_cycle_panes(self, delta: int = 1) -> None:
-        targets: list[Widget] = [self.layer_list, self.blob_panel.table]
+        # The tab bar too: there left/right choose a tab without a mouse.
+        targets: list[Widget] = [self.layer_list, self.blob_panel.table,
+                                 self.tabs.query_one(Tabs)]
         pane = self._active_pane_target()
         if pane is not None:
             targets.append(pane)

@@ -85,7 +85,7 @@ class TrainingPane(Vertical):
     }
     TrainingPane #ratio-table {
         width: auto;
-        max-width: 70;
+        max-width: 55%;
         height: 1fr;
         margin: 0 0 0 1;
     }
