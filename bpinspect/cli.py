@@ -22,7 +22,7 @@ if TYPE_CHECKING:  # rich and the session load only when a command runs
     from bpinspect.session.session import Session
 
 EXIT_CHECK_FAILED = 1
-COMMANDS = ("dump", "check", "train")
+COMMANDS = ("dump", "check", "train", "diff", "time")
 
 DESCRIPTION = """\
 A terminal debugger for backpropagation in Caffe nets.
@@ -32,6 +32,8 @@ A terminal debugger for backpropagation in Caffe nets.
   bpinspect train SOLVER           run iterations headless, print Caffe's debug_info
   bpinspect dump NET --out DIR     run forward + backward, write every blob to .npy
   bpinspect check NET              check every layer's gradient numerically
+  bpinspect diff A B               compare two dumps; where do they part
+  bpinspect time NET               time each layer's forward and backward (caffe time)
 """
 
 TOP_DIFF_HELP = (
@@ -158,7 +160,8 @@ def parse_args(argv: Sequence[str]) -> tuple[str, argparse.Namespace]:
     if argv and argv[0] in COMMANDS:
         command = argv[0]
         parser = {"dump": build_dump_parser, "check": build_check_parser,
-                  "train": build_train_parser}[command]()
+                  "train": build_train_parser, "diff": build_diff_parser,
+                  "time": build_time_parser}[command]()
         return command, parser.parse_args(argv[1:])
     parser = build_tui_parser()
     options = parser.parse_args(argv)
@@ -184,6 +187,33 @@ def build_train_parser() -> argparse.ArgumentParser:
     return p
 
 
+def build_diff_parser() -> argparse.ArgumentParser:
+    from bpinspect.cli_diff import add_diff_arguments
+
+    p = _Parser(
+        prog="bpinspect diff",
+        description="Compare two dumps (bpinspect dump --out, or .npy files saved from "
+                    "pycaffe under the same names): per blob and param, data and diff, "
+                    "the shapes, max|a-b| and max|a-b|/max|a|, and the first layer where "
+                    "they part. Exits 0 when they agree, 1 when they differ.",
+    )
+    add_diff_arguments(p)
+    return p
+
+
+def build_time_parser() -> argparse.ArgumentParser:
+    from bpinspect.cli_time import add_time_arguments
+
+    p = _Parser(
+        prog="bpinspect time",
+        description="Time each layer's forward and backward, as caffe time: one "
+                    "forward-backward to warm up, then the mean over N iterations, the "
+                    "totals, and each layer's memory (tops and params).",
+    )
+    add_time_arguments(p)
+    return p
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
@@ -196,6 +226,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             from bpinspect.cli_train import run_train
 
             return run_train(options)
+        if command == "diff":
+            from bpinspect.cli_diff import run_diff
+
+            return run_diff(options)
+        if command == "time":
+            from bpinspect.cli_time import run_time
+
+            return run_time(options)
         return run_tui(options)
     except BpinspectError as exc:
         print(f"bpinspect: {exc}", file=sys.stderr)

@@ -71,4 +71,11 @@ def write_final(session: Session, directory: str | os.PathLike[str],
                     f"{encode_name(layer)}.param{j}.{kind}.npy", getattr(p, kind),
                     f"{layer}#{j}", layer, None, None, kind,
                 ))
-    return export_items(d, items, overwrite=overwrite, header=session.manifest_header())
+    header = session.manifest_header()
+    # The forward order, so that ``bpinspect diff`` can say where two dumps part.
+    header["layers"] = [
+        {"name": name, "type": layer.type, "bottoms": list(net.bottom_names[name]),
+         "tops": list(net.top_names[name])}
+        for name, layer in zip(net.layer_names, net.layers, strict=True)
+    ]
+    return export_items(d, items, overwrite=overwrite, header=header)
