@@ -322,7 +322,8 @@ def run_dump(options: argparse.Namespace) -> int:
     from bpinspect.session.options import session_from_options
 
     session = session_from_options(options, history_budget=0)
-    rows = run_pass(session)
+    units: list = []
+    rows = run_pass(session, units=units)
     paths = write_final(session, options.out, overwrite=options.force)
 
     console = _console()
@@ -343,6 +344,11 @@ def run_dump(options: argparse.Namespace) -> int:
     console.print(tables["forward"])
     console.print()
     console.print(tables["backward"])
+    if units:
+        from bpinspect.cli_units import print_units
+
+        console.print()
+        print_units(console, units)
     if skipped:
         console.print()
         console.print("[bold]backward steps skipped[/bold]")

@@ -10,9 +10,10 @@ from pathlib import Path
 
 from bpinspect.io.files import make_directory
 from bpinspect.session.export import ExportItem, encode_name, export_items, final_file_name
-from bpinspect.session.schedule import Step
+from bpinspect.session.schedule import FORWARD, Step
 from bpinspect.session.session import Cancel, Progress, Session
 from bpinspect.session.stats import BlobStats
+from bpinspect.session.units import UNIT_LAYER_TYPES, UnitRow, unit_row
 
 
 @dataclass(frozen=True)
@@ -24,9 +25,11 @@ class StatRow:
 
 
 def run_pass(session: Session, progress: Progress | None = None,
-             cancel: Cancel | None = None) -> list[StatRow]:
+             cancel: Cancel | None = None, units: list[UnitRow] | None = None) -> list[StatRow]:
     """Run the rest of the pass; the statistics of each step's outputs, taken
-    right after that step (before an in-place layer overwrites them)."""
+    right after that step (before an in-place layer overwrites them). With a
+    ``units`` list, each ReLU, Sigmoid and TanH forward step appends its dead or
+    saturated units to it (``bpinspect.session.units``), taken then too."""
     by_step: dict[int, list[StatRow]] = {}
     total = sum(1 for s in session.schedule[session.cursor:] if not s.skipped)
     done = 0
@@ -40,6 +43,11 @@ def run_pass(session: Session, progress: Progress | None = None,
         for name, kind, param in result.produced:
             label = name if param is None else f"{name}#{param}"
             rows.append(StatRow(result.step, label, kind, session.stats(name, kind, param=param)))
+        step = result.step
+        if units is not None and step.direction == FORWARD and step.layer_type in UNIT_LAYER_TYPES:
+            top = session.net.top_names[step.layer_name][0]
+            units.append(unit_row(step.layer_name, step.layer_type, top,
+                                  session.net.blobs[top].data, step=step.index))
         done += 1
         if progress is not None:
             progress(done, total, result.step)
