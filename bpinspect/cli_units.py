@@ -19,8 +19,8 @@ def print_units(console: Console, rows: Sequence[UnitRow]) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title="dead and saturated units", title_justify="left", box=None, header_style="bold", pad_edge=False,
-                  title_style="bold")
+    table = Table(title="dead and saturated units", title_justify="left", box=None,
+                  header_style="bold", pad_edge=False, title_style="bold")
     for col, justify in (("step", "right"), ("layer", "left"), ("type", "left"),
                          ("blob", "left"), ("shape", "left"), ("units", "right"),
                          ("", "left"), ("of units", "right"), ("of values", "right"),
