@@ -29,11 +29,10 @@ import numpy as np
 from bpinspect.caffe import _mode
 from bpinspect.engine.net import Net as EngineNet
 from bpinspect.errors import BpinspectError
+from bpinspect.io.net_hdf5 import is_hdf5
 from bpinspect.layers.python_layer import Blob, PythonLayer, Staging
 
 __all__ = ["Net"]
-
-_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
 
 def _is_path(value: Any) -> bool:
@@ -106,13 +105,12 @@ class Net:
     def __init__(self, network_file: Any, *args: Any, **kwargs: Any) -> None:
         options = _constructor_args(args, kwargs)
         weights = options["weights"]
-        is_h5 = weights is not None and _looks_hdf5(weights)
         if weights is not None and not os.path.exists(os.fspath(weights)):
             raise BpinspectError(f"Could not open file {os.fspath(weights)}")
         stages = options["stages"]
-        engine = EngineNet(
+        engine = EngineNet(  # a .caffemodel or an HDF5 weights file, as Caffe tells them
             network_file,
-            None if weights is None or is_h5 else weights,
+            weights,
             phase=options["phase"],
             level=int(options["level"] or 0),
             stages=tuple(stages) if stages is not None else (),
@@ -120,8 +118,6 @@ class Net:
             seed=_mode.current_seed(),
         )
         self._attach(engine)
-        if is_h5:
-            self.load_hdf5(weights)
 
     @classmethod
     def wrap(cls, engine: EngineNet) -> Net:
@@ -396,10 +392,7 @@ class Net:
     def copy_from(self, weights: Any) -> None:
         """CopyTrainedLayersFrom: a .caffemodel (or a save_hdf5 file), by layer name."""
         self._staging.flush()
-        if _looks_hdf5(weights):
-            self.load_hdf5(weights)
-        else:
-            self._net.copy_from(weights)
+        self._net.copy_from(weights)
 
     def share_with(self, other: Any) -> None:
         """ShareTrainedLayersWith: the params' data (not their diffs) of ``other``'s
@@ -430,28 +423,19 @@ class Net:
 
     def save_hdf5(self, filename: Any) -> None:
         """Net::ToHDF5: group ``data/<layer>/<j>`` per param (shared ones once)."""
-        from bpinspect.caffe._hdf5 import save_params
-
         self._staging.flush()
-        save_params(self._net, os.fspath(filename))
+        self._net.save_hdf5(os.fspath(filename))
 
     def load_hdf5(self, filename: Any) -> None:
         """CopyTrainedLayersFromHDF5: the params of a ``save_hdf5`` file, by layer name."""
-        from bpinspect.caffe._hdf5 import load_params
-
+        path = os.fspath(filename)
+        if not is_hdf5(path):
+            raise BpinspectError(f"{path}: not an HDF5 file (load_hdf5 reads Net.save_hdf5's)")
         self._staging.flush()
-        self._net.notes.extend(load_params(self._net, os.fspath(filename)))
+        self._net.copy_from(path)
 
     def __repr__(self) -> str:
         return f"<caffe Net {self._net.name!r} ({len(self._net.layers)} layers)>"
-
-
-def _looks_hdf5(path: Any) -> bool:
-    try:
-        with open(os.fspath(path), "rb") as f:
-            return f.read(8) == _HDF5_SIGNATURE
-    except OSError:
-        return False
 
 
 def _unpad(arrays: dict[str, np.ndarray], given: dict[str, Any]) -> dict[str, np.ndarray]:

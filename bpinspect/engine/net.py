@@ -50,6 +50,7 @@ from bpinspect.engine.blob import Blob
 from bpinspect.engine.insert_splits import insert_splits
 from bpinspect.engine.memory import MemoryPlan, plan_net
 from bpinspect.errors import BpinspectError
+from bpinspect.io.net_hdf5 import copy_hdf5_layers, is_hdf5, read_net_hdf5, write_net_hdf5
 from bpinspect.layers.base import Layer
 from bpinspect.proto import caffe_pb2
 
@@ -539,7 +540,10 @@ class Net:
         host_rng = np.random.default_rng(self.seed)
         trained = None
         covered: set[str] = set()  # layers whose params the weights file holds
-        if weights is not None:
+        if weights is not None and is_hdf5(weights):  # as CopyTrainedLayersFrom tells them
+            trained = read_net_hdf5(weights)
+            covered = {name for name, arrays in trained.items() if arrays}
+        elif weights is not None:
             from bpinspect.io.caffemodel import read_caffemodel
 
             path = os.fspath(weights)
@@ -596,12 +600,10 @@ class Net:
                 untrained.setdefault(fill, []).append(lp.name)
 
         if weights is not None and trained is not None:
-            from bpinspect.io.caffemodel import copy_trained_layers
-
             path = os.fspath(weights)
             if self._progress:
                 self._progress(f"copying the weights of {path}", 0, None)
-            self.notes.extend(copy_trained_layers(trained, self.params, path, self.layer_names))
+            self._copy_trained(trained, path)
             self.weights_source: str = path
             if msra_layers:
                 self.notes.append(
@@ -841,8 +843,34 @@ class Net:
         from bpinspect.io.caffemodel import copy_trained_layers, read_caffemodel
 
         path = os.fspath(weights)
+        if is_hdf5(path):
+            self._copy_trained(read_net_hdf5(path), path)
+            return
         trained = read_caffemodel(path, self.notes)
         self.notes.extend(copy_trained_layers(trained, self.params, path, self.layer_names))
+
+    def _copy_trained(self, trained: Any, path: str) -> None:
+        """Trained params into the net's Blobs: a .caffemodel's NetParameter, or what
+        read_net_hdf5 read from an HDF5 weights file."""
+        from bpinspect.io.caffemodel import copy_trained_layers
+
+        if isinstance(trained, dict):
+            self.notes.extend(copy_hdf5_layers(trained, self.params, path, self.layer_names,
+                                               self._owns_param))
+        else:
+            self.notes.extend(copy_trained_layers(trained, self.params, path,
+                                                  self.layer_names))
+
+    def _owns_param(self, layer: str, j: int) -> bool:
+        """Param ``j`` of ``layer`` is its own, not shared from an earlier layer
+        (Caffe's ``param_owners_[id] == -1``)."""
+        blob = self.params[layer][j]
+        for name in self.layer_names:
+            if name == layer:
+                return True
+            if any(b is blob for b in self.params.get(name, ())):
+                return False
+        return True
 
     # ---- saving ----------------------------------------------------------------
 
@@ -855,6 +883,11 @@ class Net:
             for name, blobs in self.params.items()
         ]
         write_caffemodel(os.fspath(path), layers, self.name)
+
+    def save_hdf5(self, path: str | os.PathLike, write_diff: bool = False) -> None:
+        """Write the params to an HDF5 weights file (atomically), as Net::ToHDF5."""
+        layers = [(name, self.params.get(name, [])) for name in self.layer_names]
+        write_net_hdf5(path, layers, self._owns_param, write_diff)
 
     def __repr__(self) -> str:
         return (

@@ -67,6 +67,7 @@ from bpinspect.engine.update_rules import (
 )
 from bpinspect.errors import BpinspectError
 from bpinspect.io.caffemodel import blob_shape, format_shape, shape_equals
+from bpinspect.io.net_hdf5 import read_solverstate_hdf5, write_solverstate_hdf5
 from bpinspect.io.solver_prototxt import load_solver, upgrade_solver_type
 from bpinspect.io.solverstate import history_to_array, read_solverstate, write_solverstate
 from bpinspect.proto import caffe_pb2
@@ -271,13 +272,13 @@ class Solver:
             )
         check_policy(param, self.source)
         self.rule: UpdateRule = self.rule_class(param, self.source)
-        if param.snapshot_diff:
+        if param.snapshot_diff and param.snapshot_format != _P.HDF5:
             self.notes.append(
-                f"{self.source}: snapshot_diff: true is ignored; snapshots hold the params' data"
+                f"{self.source}: snapshot_diff: true is honoured in HDF5 snapshots only; "
+                "these (BINARYPROTO) hold the params' data"
             )
         self._prefix: str | None = None
         if param.snapshot > 0:  # CheckSnapshotWritePermissions, at start as Caffe
-            self._check_snapshot_format()
             self._prefix = self._snapshot_prefix()
 
         if seed is None:
@@ -677,11 +678,6 @@ class Solver:
         self._smoothed_loss = state.smoothed_loss
         self._taken = len(self._losses)
 
-    def _check_snapshot_format(self) -> None:
-        if self.param.snapshot_format != _P.BINARYPROTO:
-            raise BpinspectError(
-                f"{self.source}: snapshot_format: HDF5 is not supported; use BINARYPROTO"
-            )
 
     def _snapshot_prefix(self) -> str:
         """CheckSnapshotWritePermissions: the prefix's directory must exist and be writable."""
@@ -714,13 +710,17 @@ class Solver:
         """``Snapshot``: ``<prefix>_iter_N.caffemodel`` and ``<prefix>_iter_N.solverstate``
         (whose ``learned_net`` is the first, named as written); returns both paths.
         ``prefix`` overrides the solver's ``snapshot_prefix`` (``bpinspect train --out``)."""
-        self._check_snapshot_format()
         if prefix is None:
             if self._prefix is None:
                 self._prefix = self._snapshot_prefix()
             prefix = self._prefix
         model = f"{prefix}_iter_{self.iter}.caffemodel"
         state = f"{prefix}_iter_{self.iter}.solverstate"
+        if self.param.snapshot_format == _P.HDF5:  # SnapshotToHDF5, SnapshotSolverStateToHDF5
+            model, state = model + ".h5", state + ".h5"
+            self.net.save_hdf5(model, write_diff=self.param.snapshot_diff)
+            write_solverstate_hdf5(state, self.iter, model, self.history, self.current_step)
+            return model, state
         self.net.save(model)
         write_solverstate(state, self.iter, model, self.history, self.current_step)
         return model, state
@@ -730,7 +730,8 @@ class Solver:
         ``learned_net`` (relative: to the working directory, else to the state's
         directory). Checked before anything changes: history count and shapes."""
         path = os.fspath(path)
-        saved = read_solverstate(path)
+        # Solver::Restore picks the reader by the suffix
+        saved = read_solverstate_hdf5(path) if path.endswith(".h5") else read_solverstate(path)
         if len(saved.history) != len(self.history):
             raise BpinspectError(
                 f"{path}: incorrect number of history blobs: {len(saved.history)} in the file, "
@@ -742,12 +743,18 @@ class Solver:
         for i, (proto, target) in enumerate(zip(saved.history, self.history, strict=True)):
             lp = self.learnable[i % n]
             which = f"history blob {i} (param {lp.name}" + (", second set)" if i >= n else ")")
-            if not shape_equals(target.shape, proto):
+            if isinstance(proto, np.ndarray):  # from HDF5: an array already
+                given, values = tuple(proto.shape), proto
+            else:
+                given, values = blob_shape(proto), None
+            if tuple(given) != tuple(target.shape) and not (
+                    values is None and shape_equals(target.shape, proto)):
                 raise BpinspectError(
                     f"{path}: {which}: shape mismatch: the file has "
-                    f"{format_shape(blob_shape(proto))}, the net has {format_shape(target.shape)}"
+                    f"{format_shape(given)}, the net has {format_shape(target.shape)}"
                 )
-            arrays.append(history_to_array(proto, f"{path}: {which}"))
+            arrays.append(history_to_array(proto, f"{path}: {which}") if values is None
+                          else values)
         if saved.learned_net is not None:
             self.net.copy_from(self._learned_net(saved.learned_net, path))
         xp = self.net.device.xp

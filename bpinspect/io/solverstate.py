@@ -9,9 +9,9 @@ solver, ``double_data`` for a double one. Reading keeps ``double_data`` in
 float64 (``Blob::FromProto`` prefers it), else float32, and honours the
 legacy ``num/channels/height/width``.
 
-Only the binaryproto format is supported: Caffe's HDF5 state
-(``.solverstate.h5``) points at an HDF5 ``.caffemodel.h5``, which bpinspect
-does not read either.
+Caffe's HDF5 state (``.solverstate.h5``, ``snapshot_format: HDF5``) is read
+and written by :mod:`bpinspect.io.net_hdf5`; as in Caffe, the ``.h5`` suffix
+says which a file is.
 """
 
 from __future__ import annotations
@@ -50,8 +50,6 @@ class SavedSolverState:
 def read_solverstate(path: str | os.PathLike[str]) -> SavedSolverState:
     """Parse a binary ``.solverstate``; an HDF5 or corrupt file is a one-line error."""
     path = os.fspath(path)
-    if path.endswith(".h5"):  # Solver::Restore picks the reader by this suffix
-        raise _hdf5(path)
     data = read_bytes(path)
     if data.startswith(_HDF5_SIGNATURE):
         raise _hdf5(path)
@@ -73,8 +71,8 @@ def read_solverstate(path: str | os.PathLike[str]) -> SavedSolverState:
 
 def _hdf5(path: str) -> BpinspectError:
     return BpinspectError(
-        f"{path}: an HDF5 solver state; only the binaryproto .solverstate is supported "
-        "(snapshot_format: BINARYPROTO)"
+        f"{path}: an HDF5 solver state without the .h5 suffix, by which Caffe (and "
+        "bpinspect) tell HDF5 states from binaryproto ones: rename it to .solverstate.h5"
     )
 
 
