@@ -874,15 +874,18 @@ class Net:
 
     # ---- saving ----------------------------------------------------------------
 
-    def save(self, path: str | os.PathLike) -> None:
-        """Write the params to a binary .caffemodel (atomically), as Net::ToProto."""
+    def save(self, path: str | os.PathLike, write_diff: bool = False) -> None:
+        """Write the params to a binary .caffemodel (atomically), as Net::ToProto; a
+        float64 net's in ``double_data``; with ``write_diff`` the diffs too."""
         from bpinspect.io.caffemodel import write_caffemodel
 
         layers = [
             (name, self.layers[self._layer_index[name]].type, [to_host(b.data) for b in blobs])
             for name, blobs in self.params.items()
         ]
-        write_caffemodel(os.fspath(path), layers, self.name)
+        diffs = [[to_host(b.diff) for b in blobs] for blobs in self.params.values()] \
+            if write_diff else None
+        write_caffemodel(os.fspath(path), layers, self.name, diffs)
 
     def save_hdf5(self, path: str | os.PathLike, write_diff: bool = False) -> None:
         """Write the params to an HDF5 weights file (atomically), as Net::ToHDF5."""

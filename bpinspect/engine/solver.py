@@ -272,11 +272,6 @@ class Solver:
             )
         check_policy(param, self.source)
         self.rule: UpdateRule = self.rule_class(param, self.source)
-        if param.snapshot_diff and param.snapshot_format != _P.HDF5:
-            self.notes.append(
-                f"{self.source}: snapshot_diff: true is honoured in HDF5 snapshots only; "
-                "these (BINARYPROTO) hold the params' data"
-            )
         self._prefix: str | None = None
         if param.snapshot > 0:  # CheckSnapshotWritePermissions, at start as Caffe
             self._prefix = self._snapshot_prefix()
@@ -721,7 +716,7 @@ class Solver:
             self.net.save_hdf5(model, write_diff=self.param.snapshot_diff)
             write_solverstate_hdf5(state, self.iter, model, self.history, self.current_step)
             return model, state
-        self.net.save(model)
+        self.net.save(model, write_diff=self.param.snapshot_diff)
         write_solverstate(state, self.iter, model, self.history, self.current_step)
         return model, state
 

@@ -123,7 +123,7 @@ def read_binaryproto(path: str | os.PathLike[str]) -> np.ndarray:
         blob.ParseFromString(data)
     except DecodeError as e:
         raise BpinspectError(f"{path}: not a valid .binaryproto (BlobProto): {e}") from None
-    return blob_to_array(blob, str(path))
+    return blob_to_array(blob, str(path)).astype(np.float32, copy=False)
 
 
 def _looks_like_text(data: bytes) -> bool:
@@ -159,17 +159,17 @@ def format_shape(shape: Sequence[int]) -> str:
 
 
 def blob_to_array(blob: caffe_pb2.BlobProto, where: str) -> np.ndarray:
-    """The blob's values as a float32 array of its shape (a new array).
-
-    ``double_data`` is used when present, else ``data``; a count that does not
-    match the shape is a ``BpinspectError`` starting with ``where``.
+    """The blob's values as an array of its shape (a new array): float64 from
+    ``double_data`` when present (as ``Blob::FromProto`` prefers it), else float32
+    from ``data``; a count that does not match the shape is a ``BpinspectError``
+    starting with ``where``.
     """
     shape = blob_shape(blob)
     if any(d < 0 for d in shape):
         raise BpinspectError(f"{where}: negative dimension in shape {format_shape(shape)}")
     count = math.prod(shape)
     if len(blob.double_data) > 0:
-        values = np.array(blob.double_data, dtype=np.float64).astype(np.float32)
+        values = np.array(blob.double_data, dtype=np.float64)
     else:
         values = np.array(blob.data, dtype=np.float32)
     if values.size != count:
@@ -180,7 +180,8 @@ def blob_to_array(blob: caffe_pb2.BlobProto, where: str) -> np.ndarray:
 
 
 def array_to_blob(a: Any) -> caffe_pb2.BlobProto:
-    """A ``BlobProto`` with ``shape`` and float32 ``data`` (NumPy or CuPy input)."""
+    """A ``BlobProto`` with ``shape`` and ``data`` (``double_data`` for float64),
+    from NumPy or CuPy."""
     return caffe_pb2.BlobProto.FromString(b"".join(_blob_wire(a)))
 
 
@@ -194,16 +195,24 @@ def array_to_blob(a: Any) -> caffe_pb2.BlobProto:
 Chunks = list[Any]  # bytes, or memoryviews of arrays
 
 
-def _blob_wire(a: Any) -> Chunks:
-    host = np.asarray(to_host(a), dtype="<f4", order="C")  # keeps 0-d arrays 0-d
+def _blob_wire(a: Any, diff: Any = None) -> Chunks:
+    """``Blob::ToProto``'s wire form: float32 ``data`` (5) and ``diff`` (6) before
+    ``shape`` (7), or for a float64 array ``shape`` then ``double_data`` (8) and
+    ``double_diff`` (9), each a packed field of little-endian values."""
+    host = np.asarray(to_host(a))
+    double = host.dtype == np.float64
+    dtype, first = ("<f8", caffe_pb2.BlobProto.DOUBLE_DATA_FIELD_NUMBER) if double else \
+        ("<f4", caffe_pb2.BlobProto.DATA_FIELD_NUMBER)
     head = caffe_pb2.BlobProto()
-    head.shape.dim.extend(int(d) for d in host.shape)
-    chunks: Chunks = []
-    if host.size:  # data (field 5) goes before shape (field 7)
-        chunks += _delimited(
-            caffe_pb2.BlobProto.DATA_FIELD_NUMBER, [memoryview(host.reshape(-1)).cast("B")]
-        )
-    return [*chunks, head.SerializeToString()]
+    head.shape.dim.extend(int(d) for d in host.shape)  # 0-d arrays stay 0-d
+    values: Chunks = []
+    for number, array in ((first, host), (first + 1, diff)):  # diff: the next field
+        if array is None:
+            continue
+        raw = np.ascontiguousarray(to_host(array), dtype=dtype).reshape(-1)
+        if raw.size:
+            values += _delimited(number, [memoryview(raw).cast("B")])
+    return [head.SerializeToString(), *values] if double else [*values, head.SerializeToString()]
 
 
 def _delimited(number: int, chunks: Chunks) -> Chunks:
@@ -290,8 +299,10 @@ def write_caffemodel(
     path: str | os.PathLike[str],
     layers: Iterable[tuple[str, str, Sequence[Any]]],
     net_name: str = "",
+    diffs: Iterable[Sequence[Any]] | None = None,
 ) -> None:
-    """Write ``(layer name, layer type, [arrays])`` as a V2 ``.caffemodel``.
+    """Write ``(layer name, layer type, [arrays])`` as a V2 ``.caffemodel``; with
+    ``diffs`` (one list per layer) each blob holds its diff too (``snapshot_diff``).
 
     Atomic: the bytes go to a temporary file in the same directory, which
     then replaces ``path``; a failure leaves no half-written file behind.
@@ -299,9 +310,11 @@ def write_caffemodel(
     chunks: Chunks = []
     if net_name:
         chunks.append(caffe_pb2.NetParameter(name=net_name).SerializeToString())
+    layer_diffs = iter(diffs) if diffs is not None else None
     for name, type_name, arrays in layers:
+        grads = next(layer_diffs) if layer_diffs is not None else [None] * len(arrays)
         layer: Chunks = [caffe_pb2.LayerParameter(name=name, type=type_name).SerializeToString()]
-        for a in arrays:
-            layer += _delimited(caffe_pb2.LayerParameter.BLOBS_FIELD_NUMBER, _blob_wire(a))
+        for a, g in zip(arrays, grads, strict=True):
+            layer += _delimited(caffe_pb2.LayerParameter.BLOBS_FIELD_NUMBER, _blob_wire(a, g))
         chunks += _delimited(caffe_pb2.NetParameter.LAYER_FIELD_NUMBER, layer)
     write_atomic(path, lambda f: f.writelines(chunks), overwrite=True)

@@ -16,18 +16,20 @@ says which a file is.
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 from google.protobuf.message import DecodeError
 
-from bpinspect.backend import to_host
 from bpinspect.errors import BpinspectError
-from bpinspect.io.caffemodel import _varint, blob_shape, check_text_fields, format_shape
+from bpinspect.io.caffemodel import (
+    _blob_wire,
+    _varint,
+    blob_to_array,
+    check_text_fields,
+)
 from bpinspect.io.files import write_atomic
 from bpinspect.io.prototxt import read_bytes
 from bpinspect.proto import caffe_pb2
@@ -76,21 +78,8 @@ def _hdf5(path: str) -> BpinspectError:
     )
 
 
-def history_to_array(blob: caffe_pb2.BlobProto, where: str) -> np.ndarray:
-    """A history ``BlobProto`` as an array of its shape: float64 from ``double_data``."""
-    shape = blob_shape(blob)
-    if any(d < 0 for d in shape):
-        raise BpinspectError(f"{where}: negative dimension in shape {format_shape(shape)}")
-    if len(blob.double_data):
-        values = np.array(blob.double_data, dtype=np.float64)
-    else:
-        values = np.array(blob.data, dtype=np.float32)
-    count = math.prod(shape)
-    if values.size != count:
-        raise BpinspectError(
-            f"{where}: holds {values.size} values but its shape {format_shape(shape)} needs {count}"
-        )
-    return values.reshape(shape)
+history_to_array = blob_to_array
+"""A history ``BlobProto`` as an array of its shape (float64 from ``double_data``)."""
 
 
 def write_solverstate(
@@ -106,30 +95,11 @@ def write_solverstate(
     head = caffe_pb2.SolverState(iter=int(it), learned_net=learned_net).SerializeToString()
     chunks: list[Any] = [head]
     for a in history:
-        blob = _blob_chunks(a)
+        blob = _blob_wire(a)  # Blob::ToProto: float64 in double_data
         size = sum(len(c) for c in blob)
         chunks += [_tag(caffe_pb2.SolverState.HISTORY_FIELD_NUMBER) + _varint(size), *blob]
     chunks.append(caffe_pb2.SolverState(current_step=int(current_step)).SerializeToString())
     write_atomic(path, lambda f: f.writelines(chunks), overwrite=True)
-
-
-def _blob_chunks(a: Any) -> list[Any]:
-    """``Blob::ToProto``: ``data`` (5) then ``shape`` (7), or ``shape`` then ``double_data`` (8)."""
-    host = np.asarray(to_host(a))
-    shape = caffe_pb2.BlobProto()
-    shape.shape.dim.extend(int(d) for d in host.shape)
-    shape_bytes = shape.SerializeToString()
-    if host.dtype == np.float64:
-        raw = np.ascontiguousarray(host, dtype="<f8").reshape(-1)
-        number = caffe_pb2.BlobProto.DOUBLE_DATA_FIELD_NUMBER
-    else:
-        raw = np.ascontiguousarray(host, dtype="<f4").reshape(-1)
-        number = caffe_pb2.BlobProto.DATA_FIELD_NUMBER
-    if not raw.size:
-        return [shape_bytes]
-    values = [_tag(number) + _varint(raw.nbytes), memoryview(raw).cast("B")]
-    before = number < caffe_pb2.BlobProto.SHAPE_FIELD_NUMBER
-    return [*values, shape_bytes] if before else [shape_bytes, *values]
 
 
 def _tag(number: int) -> bytes:

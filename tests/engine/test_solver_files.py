@@ -176,6 +176,29 @@ def test_snapshot_restore_continues_bit_for_bit(tmp_path, monkeypatch, kind):
         assert np.array_equal(ha, hb)
 
 
+def test_a_float64_solver_snapshots_double_data_and_diffs_and_restores_bit_for_bit(
+        tmp_path, monkeypatch):
+    from bpinspect.io.caffemodel import read_caffemodel
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "snaps").mkdir()
+    path = write(tmp_path, SNAP + "snapshot_diff: true\n")
+    a = get_solver(path, dtype=np.float64)
+    a.step(2)
+    saved = read_caffemodel(tmp_path / "snaps" / "small_iter_2.caffemodel")
+    (ip,) = [layer for layer in saved.layer if layer.name == "ip"]
+    weight = ip.blobs[0]
+    assert not len(weight.data) and len(weight.double_data) == a.net.params["ip"][0].data.size
+    np.testing.assert_array_equal(np.array(weight.double_data), a.net.params["ip"][0].data.ravel())
+    np.testing.assert_array_equal(np.array(weight.double_diff), a.net.params["ip"][0].diff.ravel())
+    a.step(2)
+    b = get_solver(path, dtype=np.float64)
+    b.restore(str(tmp_path / "snaps" / "small_iter_2.solverstate"))
+    b.step(2)
+    for pa, pb in zip(a.net.params["ip"], b.net.params["ip"], strict=True):
+        assert np.array_equal(pa.data, pb.data)
+
+
 def test_hdf5_snapshots_hold_caffes_layout_and_restore_bit_for_bit(tmp_path, monkeypatch):
     h5py = pytest.importorskip("h5py")
     monkeypatch.chdir(tmp_path)

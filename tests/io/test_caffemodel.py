@@ -24,7 +24,8 @@ from bpinspect.proto import caffe_pb2
 def arrays(seed: int = 0) -> dict[str, list[np.ndarray]]:
     rng = np.random.default_rng(seed)
     return {
-        "conv1": [rng.standard_normal((4, 3, 2, 2)), rng.standard_normal(4)],
+        "conv1": [rng.standard_normal((4, 3, 2, 2)).astype(np.float32),
+                  rng.standard_normal(4).astype(np.float32)],
         "fc": [rng.standard_normal((10, 48)).astype(np.float32)],
     }
 
@@ -112,6 +113,32 @@ def test_written_bytes_are_protobufs_own_serialization(tmp_path):
     assert path.read_bytes() == plain.SerializeToString()
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_diffs_and_float64_are_written_as_blob_to_proto_does(tmp_path, dtype):
+    """Blob<float>::ToProto(write_diff): data, diff; Blob<double>: double_data,
+    double_diff; the bytes equal protobuf's own serialization, and read back exactly."""
+    rng = np.random.default_rng(1)
+    weights = [rng.standard_normal((3, 2)).astype(dtype), rng.standard_normal(3).astype(dtype)]
+    grads = [rng.standard_normal((3, 2)).astype(dtype), rng.standard_normal(3).astype(dtype)]
+    path = tmp_path / "w.caffemodel"
+    write_caffemodel(path, [("fc", "InnerProduct", weights)], diffs=[grads])
+    plain = caffe_pb2.NetParameter()
+    layer = plain.layer.add(name="fc", type="InnerProduct")
+    for w, g in zip(weights, grads, strict=True):
+        blob = layer.blobs.add()
+        blob.shape.dim.extend(w.shape)
+        values, diffs = (blob.double_data, blob.double_diff) if dtype == np.float64 else \
+            (blob.data, blob.diff)
+        values.extend(w.ravel().tolist())
+        diffs.extend(g.ravel().tolist())
+    assert path.read_bytes() == plain.SerializeToString()
+    back = read_caffemodel(path).layer[0].blobs
+    for proto, w in zip(back, weights, strict=True):
+        got = blob_to_array(proto, "x")
+        assert got.dtype == dtype
+        np.testing.assert_array_equal(got, w)
+
+
 def test_write_into_missing_directory(tmp_path):
     path = tmp_path / "nope" / "w.caffemodel"
     with pytest.raises(BpinspectError, match=r"does not exist$"):
@@ -180,8 +207,8 @@ def test_double_data_is_used():
     blob.double_data.extend([0.5, 1e-50, 3.0])
     blob.data.extend([9.0, 9.0, 9.0])
     got = blob_to_array(blob, "b")
-    assert got.dtype == np.float32
-    np.testing.assert_array_equal(got, np.array([0.5, 0.0, 3.0], np.float32))
+    assert got.dtype == np.float64  # kept for a float64 net; a float32 one rounds it
+    np.testing.assert_array_equal(got, np.array([0.5, 1e-50, 3.0]))
 
 
 def test_count_mismatch_names_where():
