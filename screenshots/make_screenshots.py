@@ -126,6 +126,12 @@ async def training(pilot: Pilot) -> None:
         await press(pilot, "n")
 
 
+async def batch(pilot: Pilot) -> None:
+    """u to iteration 20, then its data layer's step: the Batch tab's digits and labels."""
+    await press(pilot, "u", "2", "0", "enter", "n")
+    await tab(pilot, "tab-batch")
+
+
 Scenario = Callable[[Pilot], Awaitable[None]]
 SHOTS: dict[str, tuple[argparse.Namespace | Callable[[], BpinspectApp], Scenario]] = {
     "main": (options("caffenet.prototxt", top_diff=["fc8=onehot:281"]), main_screen),
@@ -135,6 +141,7 @@ SHOTS: dict[str, tuple[argparse.Namespace | Callable[[], BpinspectApp], Scenario
     "saliency": (options("caffenet.prototxt", top_diff=["fc8=onehot:281"]), saliency),
     "help": (options("lrn_pool.prototxt", top_diff=["ip=onehot:3"]), help_screen),
     "training": (digits_training, training),
+    "batch": (digits_training, batch),
 }
 
 
