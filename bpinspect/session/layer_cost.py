@@ -32,7 +32,7 @@ import numpy as np
 
 from bpinspect.backend import synchronize
 
-__all__ = ["CostMeter", "LayerCost", "TimeReport", "layer_costs", "time_net"]
+__all__ = ["CostMeter", "LayerCost", "TimeReport", "layer_costs", "time_net", "wrap_net_call"]
 
 Progress = Callable[[int, int], None]  # (iterations done, iterations in all)
 Cancel = Callable[[], bool]
@@ -95,6 +95,30 @@ def layer_costs(net: Any) -> list[LayerCost]:
     return out
 
 
+LayerCall = Callable[[int], Any]
+
+
+def wrap_net_call(net: Any, method: str,
+                  make: Callable[[LayerCall], LayerCall]) -> Callable[[], None]:
+    """Replace ``net.<method>`` (``forward_layer`` / ``backward_layer``) on this instance
+    by ``make(current)``, and return the function that puts ``current`` back. Wrappers
+    stack (a CostMeter and a UnitTracker on one net); undo them in reverse order."""
+    had_own = method in vars(net)
+    current = getattr(net, method)
+    wrapper = make(current)
+    setattr(net, method, wrapper)
+
+    def restore() -> None:
+        if vars(net).get(method) is not wrapper:
+            return  # another wrapper went on top of this one: leave the stack alone
+        if had_own:
+            setattr(net, method, current)
+        else:
+            delattr(net, method)  # the class's method again
+
+    return restore
+
+
 class CostMeter:
     """Per-layer timings of a net's layer calls, and each layer's memory.
 
@@ -110,6 +134,7 @@ class CostMeter:
         self._by_name = {c.name: c for c in self.costs}
         self._xp = net.device.xp
         self._originals: tuple[Any, Any] | None = None
+        self._restore: list[Callable[[], None]] = []
 
     def cost(self, layer: str) -> LayerCost:
         return self._by_name[layer]
@@ -153,17 +178,21 @@ class CostMeter:
         if self._originals is not None:
             return
         net = self.net
-        fwd, bwd = net.forward_layer, net.backward_layer
-        self._originals = (fwd, bwd)
-        net.forward_layer = lambda i: self._timed(fwd, i, "forward")[0]
-        net.backward_layer = lambda i: self._timed(bwd, i, "backward")[0]
+        self._originals = (net.forward_layer, net.backward_layer)
+        self._restore = [
+            wrap_net_call(net, "forward_layer",
+                          lambda run: lambda i: self._timed(run, i, "forward")[0]),
+            wrap_net_call(net, "backward_layer",
+                          lambda run: lambda i: self._timed(run, i, "backward")[0]),
+        ]
 
     def detach(self) -> None:
         """Stop timing the net's calls (the timings so far stay)."""
         if self._originals is None:
             return
-        del self.net.forward_layer  # the instance attributes: the class's methods again
-        del self.net.backward_layer
+        for restore in reversed(self._restore):
+            restore()
+        self._restore = []
         self._originals = None
 
 

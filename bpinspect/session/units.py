@@ -23,6 +23,7 @@ module (CuPy on the GPU); only a few integers cross to the host.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +39,7 @@ __all__ = [
     "UNIT_LAYER_TYPES",
     "SATURATION_MARGIN",
     "UnitRow",
+    "UnitTracker",
     "dead_fraction",
     "session_units",
     "unit_row",
@@ -170,3 +172,70 @@ def dead_fraction(net: Any) -> dict[str, float]:
             top = net.top_names[name][0]
             out[name] = unit_row(name, layer.type, top, net.blobs[top].data).frac_units
     return out
+
+
+class UnitTracker:
+    """Dead and saturated units over iterations (or passes), without a hook in the session.
+
+    Once :meth:`attach`\ ed, every forward of a ReLU, Sigmoid or TanH layer of ``net``
+    (a session's step, a solver's pass) records that layer's :class:`UnitRow`, taken
+    right after it ran, under the key ``key()`` returns then: for a TrainingSession,
+    ``UnitTracker(session.net, lambda: session.iteration)``; the default counts the
+    forward passes (a pass begins when the net's first layer runs). With ``iter_size``
+    above 1 the last pass of an iteration is kept. ``series(layer)`` gives the
+    fraction of dead (saturated) units over the keys, for a plot over iterations.
+    """
+
+    def __init__(self, net: Any, key: Callable[[], int] | None = None,
+                 limit: int | None = 100_000) -> None:
+        self.net = net
+        self._key = key
+        self._passes = -1
+        self.limit = limit  # the most keys kept (the oldest are dropped)
+        self.rows: dict[int, dict[str, UnitRow]] = {}
+        self._watched = {i: (name, layer.type, net.top_names[name][0])
+                         for i, (name, layer) in enumerate(zip(net.layer_names, net.layers,
+                                                               strict=True))
+                         if layer.type in UNIT_LAYER_TYPES}
+        self._restore: Callable[[], None] | None = None
+
+    def attach(self) -> None:
+        from bpinspect.session.layer_cost import wrap_net_call
+
+        if self._restore is None:
+            self._restore = wrap_net_call(self.net, "forward_layer", self._wrap)
+
+    def detach(self) -> None:
+        if self._restore is not None:
+            self._restore()
+            self._restore = None
+
+    def _wrap(self, run: Callable[[int], Any]) -> Callable[[int], Any]:
+        def forward_layer(i: int) -> Any:
+            result = run(i)
+            if i == 0:
+                self._passes += 1
+            if i in self._watched:
+                name, layer_type, top = self._watched[i]
+                key = self._key() if self._key is not None else max(self._passes, 0)
+                row = unit_row(name, layer_type, top, self.net.blobs[top].data)
+                self.rows.setdefault(key, {})[name] = row
+                if self.limit is not None and len(self.rows) > self.limit:
+                    del self.rows[min(self.rows)]
+            return result
+
+        return forward_layer
+
+    def series(self, layer: str) -> tuple[list[int], list[float]]:
+        """(keys, fraction of units dead or saturated) of ``layer``."""
+        xs, ys = [], []
+        for key in sorted(self.rows):
+            row = self.rows[key].get(layer)
+            if row is not None:
+                xs.append(key)
+                ys.append(row.frac_units)
+        return xs, ys
+
+    def latest(self) -> dict[str, UnitRow]:
+        """The rows of the last key recorded."""
+        return dict(self.rows[max(self.rows)]) if self.rows else {}

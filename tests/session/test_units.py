@@ -160,3 +160,38 @@ def test_dead_fraction_per_relu(make_net):
     relu = np.maximum(to_host(session.array("conv")), 0)
     dead = np.mean([not (relu[:, k] > 0).any() for k in range(6)])
     assert u.dead_fraction(net) == {"relu": pytest.approx(dead)} and dead > 0
+
+
+def test_tracker_records_dead_units_per_iteration():
+    import argparse
+
+    from bpinspect.session.layer_cost import CostMeter
+    from bpinspect.session.options import training_session_from_options
+    from bpinspect.session.train_run import run_iteration
+
+    from .conftest import NETS
+
+    options = argparse.Namespace(solver=str(NETS / "digits_solver.prototxt"), device="cpu",
+                                 seed=None, weights=None, snapshot=None, input=[],
+                                 top_diff=[], max_memory=None)
+    session = training_session_from_options(options, history_budget=1 << 26)
+    net = session.net
+    tracker = u.UnitTracker(net, lambda: session.iteration)
+    tracker.attach()
+    meter = CostMeter(net)  # a second wrapper on the same calls
+    meter.attach()
+    expected = []
+    for _ in range(3):
+        run_iteration(session, collect=False)
+        start = session.iterations.last.iteration  # the iteration just finished
+        top = to_host(net.blobs["ip1"].data)  # relu1 in place: its top after the pass
+        dead = np.mean([not (top[:, k] > 0).any() for k in range(top.shape[1])])
+        expected.append((start, dead))
+    xs, ys = tracker.series("relu1")
+    assert xs == [k for k, _ in expected]
+    assert ys == pytest.approx([d for _, d in expected])
+    assert tracker.latest()["relu1"].units == 500
+    assert all(c.forward_runs == 3 for c in meter.costs)
+    meter.detach()
+    tracker.detach()
+    assert "forward_layer" not in vars(net) and "backward_layer" not in vars(net)
