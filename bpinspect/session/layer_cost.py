@@ -3,7 +3,7 @@ tops and params, as ``caffe time`` reports them.
 
 - :class:`CostMeter` keeps, per layer, the last (and the mean) forward and backward
   time. It times the layer calls it makes itself (:meth:`CostMeter.forward`,
-  :meth:`CostMeter.backward`), or, once :meth:`CostMeter.attach`\\ ed to a net, every
+  :meth:`CostMeter.backward`), or, once attached to a net (:meth:`CostMeter.attach`), every
   ``forward_layer`` / ``backward_layer`` call a session makes, so a debugger's
   schedule can show each layer's last time as steps run.
 - :func:`time_net` is ``caffe time`` (tools/caffe.cpp ``time()``): one forward and

@@ -177,7 +177,7 @@ def dead_fraction(net: Any) -> dict[str, float]:
 class UnitTracker:
     """Dead and saturated units over iterations (or passes), without a hook in the session.
 
-    Once :meth:`attach`\ ed, every forward of a ReLU, Sigmoid or TanH layer of ``net``
+    Once attached (:meth:`attach`), every forward of a ReLU, Sigmoid or TanH layer of ``net``
     (a session's step, a solver's pass) records that layer's :class:`UnitRow`, taken
     right after it ran, under the key ``key()`` returns then: for a TrainingSession,
     ``UnitTracker(session.net, lambda: session.iteration)``; the default counts the
