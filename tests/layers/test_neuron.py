@@ -118,6 +118,25 @@ def test_relu_backward_uses_the_sign_of_the_bottom(xp):
     np.testing.assert_allclose(to_host(bottoms[0].diff), [0.5, 0.5, 0.5, 2.0, 2.0])
 
 
+@pytest.mark.parametrize("slope", [0.0, 0.25])
+def test_relu_backward_multiplies_as_caffe_so_nan_and_signed_zeros_pass(xp, slope):
+    """Caffe multiplies the top diff by (x > 0) + slope * (x <= 0): a NaN or Inf diff
+    where x <= 0 stays NaN (Inf * 0), and -2 * 0 is -0."""
+    x = np.array([-1.0, -1.0, -1.0, 1.0, 0.0], dtype=np.float32)
+    dy = np.array([np.nan, np.inf, -2.0, np.nan, 3.0], dtype=np.float32)
+    layer = make_layer("ReLU", f"relu_param {{ negative_slope: {slope} }}")
+    bottoms, tops = run_forward(layer, xp, [x])
+    tops[0].diff = xp.asarray(dy)
+    with np.errstate(invalid="ignore"):  # Inf * 0, as in Caffe
+        layer.backward(tops, [True], bottoms)
+    got = to_host(bottoms[0].diff)
+    factor = np.where(x > 0, 1, slope).astype(np.float32)
+    with np.errstate(invalid="ignore"):
+        expected = dy * factor
+    np.testing.assert_array_equal(got, expected)
+    assert np.array_equal(np.signbit(got), np.signbit(expected))
+
+
 def test_propagate_down_false_leaves_the_bottom_diff(xp):
     layer = make_layer("TanH")
     bottoms, tops = run_forward(layer, xp, [away_from_zero((3,))])
