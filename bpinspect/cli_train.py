@@ -60,8 +60,12 @@ def run_train(options: argparse.Namespace) -> int:
         raise BpinspectError(f"--iters {options.iters}: expected at least 1")
     if options.every is not None and options.every < 1:
         raise BpinspectError(f"--every {options.every}: expected at least 1")
-    out = make_directory(options.out, "--out") if options.out else None
+    if options.out is not None and not options.out.strip():
+        raise BpinspectError("--out: an empty path; give a directory")
     session = training_session_from_options(options, history_budget=1 << 28)
+    # Created once the solver and its nets loaded (a bad net leaves no directory behind),
+    # before the iterations run (a directory that cannot be made stops it at once).
+    out = make_directory(options.out, "--out") if options.out else None
     session.breakpoints.set_condition("nonfinite", True)
     solver = session.solver
     todo = options.iters if options.iters is not None else session.max_iter - solver.iter

@@ -93,3 +93,11 @@ def test_train_bad_input_is_one_line_and_exit_2(capsys, argv, message):
     assert cli.main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_train_on_a_bad_solver_leaves_no_output_directory(capsys, tmp_path):
+    out = tmp_path / "out"
+    assert cli.main(["train", "nets/nowhere_solver.prototxt", "--out", str(out)]) == 2
+    assert not out.exists()
+    assert cli.main(["train", "nets/digits_solver.prototxt", "--out", ""]) == 2
+    assert "--out: an empty path" in capsys.readouterr().err
