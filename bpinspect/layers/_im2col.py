@@ -33,6 +33,7 @@ import numpy as np
 
 from bpinspect.backend import Array, get_array_module
 from bpinspect.layers import _cuda
+from bpinspect.layers._parallel import parallel_parts
 
 
 class Geometry(NamedTuple):
@@ -97,21 +98,30 @@ def im2col(x: Array, g: Geometry, out: Array | None = None) -> Array:
         if out is None:
             out = xp.empty((c * g.kh * g.kw, n * ho * wo), dtype=x.dtype)
         return _cuda.im2col(xp, x, out, (ho, wo), tuple(g))
+    if out is None:
+        out = xp.empty((c * g.kh * g.kw, n * ho * wo), dtype=x.dtype)
+    k = g.kh * g.kw
+    # Channels c0..c1 fill rows c0*k..c1*k: disjoint, so they can be filled at once.
+    parallel_parts(lambda c0, c1: _im2col_cpu(x[:, c0:c1], g, out[c0 * k:c1 * k]), c,
+                   out.size)
+    return out
+
+
+def _im2col_cpu(x: np.ndarray, g: Geometry, out: np.ndarray) -> None:
+    n, c, h, w = x.shape
+    ho, wo = g.out_size(h, w)
     if g.ph or g.pw:
-        padded = scratch("im2col.pad", (n, c, h + 2 * g.ph, w + 2 * g.pw), x.dtype, xp)
+        padded = scratch("im2col.pad", (n, c, h + 2 * g.ph, w + 2 * g.pw), x.dtype, np)
         padded.fill(0)
         padded[:, :, g.ph : g.ph + h, g.pw : g.pw + w] = x
         x = padded
     s_n, s_c, s_h, s_w = x.strides
-    view = xp.lib.stride_tricks.as_strided(
+    view = np.lib.stride_tricks.as_strided(
         x,
         shape=(c, g.kh, g.kw, n, ho, wo),
         strides=(s_c, s_h * g.dh, s_w * g.dw, s_n, s_h * g.sh, s_w * g.sw),
     )
-    if out is None:
-        out = xp.empty((c * g.kh * g.kw, n * ho * wo), dtype=x.dtype)
-    xp.copyto(out.reshape(view.shape), view)
-    return out
+    np.copyto(out.reshape(view.shape), view)
 
 
 def col2im(col: Array, shape: tuple[int, int, int, int], g: Geometry,
@@ -130,17 +140,21 @@ def col2im(col: Array, shape: tuple[int, int, int, int], g: Geometry,
         xp.copyto(out, summed)
         return out
     if out is None:
-        out = xp.zeros(shape, dtype=col.dtype)
-    else:
-        out.fill(0)
+        out = xp.empty(shape, dtype=col.dtype)
     slabs = col.reshape(c, g.kh, g.kw, n, ho, wo)
-    for i in range(g.kh):
-        for j in range(g.kw):
-            where = offset_slices(g, h, w, ho, wo, i, j)
-            if where is None:
-                continue
-            (ys, xs), (rows, cols) = where
-            out[:, :, rows, cols] += slabs[:, i, j, :, ys, xs].transpose(1, 0, 2, 3)
+
+    def images(n0: int, n1: int) -> None:  # images n0..n1 of out: disjoint, summed alone
+        part = out[n0:n1]
+        part.fill(0)
+        for i in range(g.kh):
+            for j in range(g.kw):
+                where = offset_slices(g, h, w, ho, wo, i, j)
+                if where is None:
+                    continue
+                (ys, xs), (rows, cols) = where
+                part[:, :, rows, cols] += slabs[:, i, j, n0:n1, ys, xs].transpose(1, 0, 2, 3)
+
+    parallel_parts(images, n, out.size)
     return out
 
 

@@ -1,0 +1,53 @@
+"""The NumPy work outside BLAS, split over the CPU's cores.
+
+NumPy's element-wise loops and copies run on one core, while the GEMMs around
+them use them all. Where a loop writes disjoint parts of its output (im2col's
+channels, col2im's images), the parts can run at once on a small thread pool:
+NumPy releases the GIL inside such loops. Each part computes exactly what the
+single-threaded loop computes for those elements, so results are bit for bit
+the same; scratch buffers are per thread (``_im2col.scratch``).
+
+``BPINSPECT_NUM_THREADS`` sets the number of parts (1: no threads); by default
+it is the number of CPUs this process may run on, at most 8.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+__all__ = ["parallel_parts", "workers"]
+
+MIN_ELEMENTS = 1 << 16  # below this a part's work is less than handing it to a thread
+_pool: ThreadPoolExecutor | None = None
+
+
+def workers() -> int:
+    """How many parts the work is split into."""
+    given = os.environ.get("BPINSPECT_NUM_THREADS", "")
+    if given.strip().isdigit() and int(given) >= 1:
+        return int(given)
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(cpus, 8))
+
+
+def parallel_parts(run: Callable[[int, int], None], total: int, elements: int) -> None:
+    """``run(start, stop)`` over a split of ``range(total)`` into at most ``workers()``
+    parts, at once on the pool; in one call when the work (``elements``) is small or
+    one part is all there is. An exception in a part is raised here."""
+    parts = min(workers(), total)
+    if parts <= 1 or elements < MIN_ELEMENTS:
+        run(0, total)
+        return
+    global _pool
+    if _pool is None or _pool._max_workers < parts:  # noqa: SLF001 (its size, read only)
+        _pool = ThreadPoolExecutor(max_workers=parts, thread_name_prefix="bpinspect-part")
+    bounds = [total * k // parts for k in range(parts + 1)]
+    futures = [_pool.submit(run, bounds[k], bounds[k + 1]) for k in range(1, parts)]
+    run(bounds[0], bounds[1])  # this thread does the first part
+    for future in futures:
+        future.result()
