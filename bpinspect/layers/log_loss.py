@@ -33,6 +33,7 @@ from typing import Any
 from bpinspect.backend import Array, get_array_module
 from bpinspect.engine.blob import Blob
 from bpinspect.layers.base import Layer, Shape
+from bpinspect.layers.loss import check_first_dim, normalizer
 from bpinspect.layers.registry import register
 from bpinspect.layers.shape import canonical_axis, count
 from bpinspect.layers.softmax import softmax
@@ -54,11 +55,6 @@ def _class_labels(layer: Layer, label: Array, classes: int, ignore: int | None
     if bool(bad.any()):
         layer.fail(f"label {int(lab[bad].ravel()[0])} is outside 0..{classes - 1}")
     return xp.where(valid, lab, 0), valid
-
-
-def _same_first_dim(layer: Layer, shape: Shape, other: Shape) -> None:
-    if not shape or not other or shape[0] != other[0]:
-        layer.fail(f"bottom[0] {shape} and bottom[1] {other} must have the same first dimension")
 
 
 @register("InfogainLoss")
@@ -93,7 +89,7 @@ class InfogainLoss(Layer):
 
     def setup(self, bottom_shapes: list[Shape]) -> list[Shape]:
         shape, label = tuple(bottom_shapes[0]), tuple(bottom_shapes[1])
-        _same_first_dim(self, shape, label)
+        check_first_dim(self, shape, label)
         self._axis = canonical_axis(self, self.axis, len(shape))
         self._outer, self._inner = count(shape, 0, self._axis), count(shape, self._axis + 1)
         self._classes = shape[self._axis]
@@ -137,14 +133,7 @@ class InfogainLoss(Layer):
         return bottom_index == 0
 
     def _normalizer_of(self, valid_count: Any, dtype: Any) -> Any:
-        xp = get_array_module(valid_count)
-        if self.normalization == FULL:
-            return float(max(1, self._outer * self._inner))
-        if self.normalization == VALID:
-            return xp.maximum(valid_count, 1).astype(dtype)
-        if self.normalization == BATCH_SIZE:
-            return float(max(1, self._outer))
-        return 1.0
+        return normalizer(self, valid_count, self._outer * self._inner, self._outer, dtype)
 
     def forward(self, bottom: list[Blob], top: list[Blob]) -> None:
         x = bottom[0].data
@@ -207,7 +196,7 @@ class MultinomialLogisticLoss(Layer):
 
     def setup(self, bottom_shapes: list[Shape]) -> list[Shape]:
         shape, label = tuple(bottom_shapes[0]), tuple(bottom_shapes[1])
-        _same_first_dim(self, shape, label)
+        check_first_dim(self, shape, label)
         if len(label) > 4 or any(d != 1 for d in label[1:]):
             self.fail(f"takes one label per sample: bottom[1] must be (N, 1, 1, 1), got {label}")
         self._num, self._dim = shape[0], count(shape, 1)

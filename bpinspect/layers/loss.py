@@ -95,7 +95,7 @@ class SoftmaxWithLoss(Layer):
     def setup(self, bottom_shapes: list[Shape]) -> list[Shape]:
         shape, label_shape = tuple(bottom_shapes[0]), tuple(bottom_shapes[1])
         self._axis = canonical_axis(self, self.axis, len(shape))
-        _check_first_dim(self, shape, label_shape)
+        check_first_dim(self, shape, label_shape)
         self._outer, self._inner = count(shape, 0, self._axis), count(shape, self._axis + 1)
         self._channels = shape[self._axis]
         if self._outer * self._inner != count(label_shape):
@@ -114,17 +114,7 @@ class SoftmaxWithLoss(Layer):
         return bottom_index != 1
 
     def _normalizer_of(self, valid_count: Any, dtype: Any) -> Any:
-        """Caffe's get_normalizer; a device scalar for VALID (no host sync)."""
-        xp = get_array_module(valid_count)
-        if self.normalization == FULL:
-            return float(max(1, self._outer * self._inner))
-        if self.normalization == VALID:
-            return xp.maximum(valid_count, 1).astype(dtype)
-        if self.normalization == BATCH_SIZE:
-            return float(max(1, self._outer))
-        if self.normalization == NONE:
-            return 1.0
-        self.fail(f"unknown normalization mode {self.normalization}")
+        return normalizer(self, valid_count, self._outer * self._inner, self._outer, dtype)
 
     def forward(self, bottom: list[Blob], top: list[Blob]) -> None:
         x = bottom[0].data
@@ -161,7 +151,24 @@ class SoftmaxWithLoss(Layer):
         return {} if self._prob is None else {"prob": self._prob}
 
 
-def _check_first_dim(layer: Layer, shape: Shape, other: Shape) -> None:
+def normalizer(layer: Any, valid_count: Any, full: int, batch: int, dtype: Any) -> Any:
+    """Caffe's LossLayer::GetNormalizer for ``layer.normalization``: ``full`` positions
+    (FULL), the non-ignored ones (VALID, a device scalar: no host sync), ``batch``
+    (BATCH_SIZE) or 1 (NONE); at least 1."""
+    mode = layer.normalization
+    if mode == FULL:
+        return float(max(1, full))
+    if mode == VALID:
+        return get_array_module(valid_count).maximum(valid_count, 1).astype(dtype)
+    if mode == BATCH_SIZE:
+        return float(max(1, batch))
+    if mode == NONE:
+        return 1.0
+    layer.fail(f"unknown normalization mode {mode}")
+    raise AssertionError("unreachable: fail raises")
+
+
+def check_first_dim(layer: Layer, shape: Shape, other: Shape) -> None:
     """LossLayer::Reshape: data and label have the same first dimension."""
     if not shape or not other or shape[0] != other[0]:
         layer.fail(f"bottom[0] {shape} and bottom[1] {other} must have the same first dimension")
@@ -180,7 +187,7 @@ class EuclideanLoss(Layer):
 
     def setup(self, bottom_shapes: list[Shape]) -> list[Shape]:
         a, b = tuple(bottom_shapes[0]), tuple(bottom_shapes[1])
-        _check_first_dim(self, a, b)
+        check_first_dim(self, a, b)
         if count(a, 1) != count(b, 1):
             self.fail(f"inputs must have the same dimension: {a} and {b}")
         self._num = a[0]

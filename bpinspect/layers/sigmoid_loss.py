@@ -22,6 +22,7 @@ from typing import Any
 from bpinspect.backend import Array, get_array_module
 from bpinspect.engine.blob import Blob
 from bpinspect.layers.base import Layer, Shape
+from bpinspect.layers.loss import normalizer
 from bpinspect.layers.registry import register
 from bpinspect.layers.shape import count
 from bpinspect.proto import caffe_pb2
@@ -68,14 +69,7 @@ class SigmoidCrossEntropyLoss(Layer):
         return bottom_index != 1
 
     def _normalizer_of(self, valid_count: Any, dtype: Any) -> Any:
-        xp = get_array_module(valid_count)
-        if self.normalization == FULL:
-            return float(max(1, self._count))
-        if self.normalization == VALID:
-            return xp.maximum(valid_count, 1).astype(dtype)
-        if self.normalization == BATCH_SIZE:
-            return float(max(1, self._outer))
-        return 1.0
+        return normalizer(self, valid_count, self._count, self._outer, dtype)
 
     def forward(self, bottom: list[Blob], top: list[Blob]) -> None:
         x = bottom[0].data
