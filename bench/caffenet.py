@@ -17,30 +17,18 @@ synchronizations.
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
-import subprocess
 import time
 from pathlib import Path
 
 import numpy as np
+from _machine import blas_line, cpu_name, forced_kernel_warning
 
 from bpinspect.backend import select_device, synchronize
 from bpinspect.engine.net import Net
 
 NET = Path(__file__).resolve().parent.parent / "nets" / "caffenet.prototxt"
 FWD_GFLOP_PER_IMAGE = 1.449  # conv1..fc8, counted in ../shared/BENCHMARKS.md
-
-
-def cpu_name() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-        for line in out.splitlines():
-            if line.startswith("Model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def gemm_gflops(xp, n: int = 2048, repeat: int = 5) -> float:
@@ -200,6 +188,11 @@ def main() -> None:
         gflops = gemm_gflops(xp)
         where = device.name if device.is_gpu else cpu_name()
         print(f"device: {where}; NumPy {np.__version__}; float32 GEMM {gflops:.0f} GFLOP/s")
+        if not device.is_gpu:
+            print(f"BLAS: {blas_line()}")
+            warning = forced_kernel_warning()
+            if warning:
+                print(warning)
         print(f"{'batch':>5} {'fwd ms':>9} {'fwd+bwd ms':>11} {'GEMM bound fb':>14} "
               f"{'ratio to bound':>14} {'its GEMMs':>10} {'outside':>8} "
               f"{'torch fwd':>10} {'torch fb':>9} {'ratio fb':>9}")

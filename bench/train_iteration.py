@@ -41,15 +41,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 
 import lmdb
 import numpy as np
+from _machine import blas_line, cpu_name, forced_kernel_warning
 
 from bpinspect.engine.solver import Solver, get_solver
 from bpinspect.io.prototxt import load_net
@@ -68,41 +67,6 @@ CAFFENET_FILLERS = {
     "conv4": (0.01, 1.0), "conv5": (0.01, 1.0), "fc6": (0.005, 1.0),
     "fc7": (0.005, 1.0), "fc8": (0.01, 0.0),
 }
-
-
-def cpu_name() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-        for line in out.splitlines():
-            if line.startswith("Model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
-def blas_line() -> str:
-    """Which BLAS NumPy runs and its kernel (threadpoolctl when importable, else
-    NumPy's build configuration, which does not know the kernel)."""
-    env = " ".join(f"{k}={os.environ[k]}" for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
-                   if k in os.environ) or "OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE unset"
-    try:
-        from threadpoolctl import threadpool_info
-    except ImportError:
-        threadpool_info = None
-    if threadpool_info is not None:
-        for info in threadpool_info():
-            if info.get("user_api") == "blas":
-                return (f"{info.get('internal_api')} {info.get('version')} "
-                        f"({info.get('prefix')}), kernel {info.get('architecture', '?')}, "
-                        f"{info.get('num_threads')} threads; {env}")
-    try:
-        config = np.show_config(mode="dicts")
-        blas = config["Build Dependencies"]["blas"]
-        return (f"{blas.get('name')} {blas.get('version')} (kernel unknown without "
-                f"threadpoolctl); {env}")
-    except (TypeError, KeyError):
-        return f"unknown (see numpy.show_config()); {env}"
 
 
 # ---- the nets ----------------------------------------------------------------------
@@ -235,6 +199,8 @@ def main() -> None:
     os.chdir(ROOT)  # the demo solver's paths are relative to the repository root
     print(f"CPU: {cpu_name()}; NumPy {np.__version__}")
     print(f"BLAS: {blas_line()}")
+    if forced_kernel_warning():
+        print(forced_kernel_warning())
     for name in args.nets:
         with tempfile.TemporaryDirectory(prefix="bpinspect-bench-") as tmp:
             start = time.perf_counter()
