@@ -68,11 +68,9 @@ class Data(DataSource):
             tops.append((self.batch_size,))
         return tops
 
-    def _record(self, index: int) -> tuple[Any, np.ndarray, str]:
+    def _record(self, index: int) -> tuple[Any, np.ndarray, Any]:
         assert self.db is not None
-        key = self.db.keys[index]
-        what = (f"{self.where}: {self.db.backend} source {self.source!r}: record "
-                f"{key.decode('utf-8', 'backslashreplace')!r}")
+        what = _RecordName(self, self.db.keys[index])
         datum = parse_datum(self.db.value(index), what)
         return datum, datum_to_array(datum, what, self.transformer.decode_mode), what
 
@@ -85,20 +83,43 @@ class Data(DataSource):
         rng = self.rng(STREAM_TRANSFORM, k)
         data = np.empty((b, *self._item_shape), dtype=dtype)
         labels = np.empty(b, dtype=dtype)
-        offsets = np.zeros((b, 2), dtype=np.int64)
-        mirrored = np.zeros(b, dtype=bool)
+        items, whats, draws = [], [], []
+        fits: set[tuple[int, ...]] = set()  # raw shapes that transform to the top's shape
         for m, index in enumerate(indices):
             datum, item, what = self._record(int(index))
-            h_off, w_off, mirror = self.transformer.draw(rng, item.shape, what)
-            out = self.transformer.transform(item, h_off, w_off, mirror, dtype, what)
-            if out.shape != self._item_shape:
-                raise BpinspectError(f"{what}: gives an item of {out.shape}, the first record "
-                                     f"{self._item_shape}; bpinspect needs one shape for all")
-            data[m] = out
+            if item.shape not in fits:
+                shape = self.transformer.infer_shape(item.shape, what)
+                if shape != self._item_shape:
+                    raise BpinspectError(f"{what}: gives an item of {shape}, the first record "
+                                         f"{self._item_shape}; bpinspect needs one shape for all")
+                fits.add(item.shape)
+            draws.append(self.transformer.draw(rng, item.shape, what))  # Caffe's draw order
+            items.append(item)
+            whats.append(what)
             labels[m] = datum.label
-            offsets[m] = (h_off, w_off)
-            mirrored[m] = mirror
+        self.transformer.transform_batch(items, draws, dtype, data, whats)
+        offsets = np.array([(h, w) for h, w, _ in draws], dtype=np.int64).reshape(b, 2)
+        mirrored = np.array([mirror for _, _, mirror in draws], dtype=bool)
         tops = [data, labels][: len(self.param.top)]
         where = f"{self.db.backend} {self.source}"
         return Batch(tops, {"record": indices, "crop_offset": offsets, "mirror": mirrored},
                      f"{describe_indices(indices, 'records', n)}, {where}")
+
+
+class _RecordName:
+    """How errors name a record (``layer 'mnist' (Data): LMDB source 'x': record '42'``),
+    made only when an error needs it: a batch reads many records and fails on few."""
+
+    __slots__ = ("key", "layer")
+
+    def __init__(self, layer: Data, key: bytes) -> None:
+        self.layer, self.key = layer, key
+
+    def __str__(self) -> str:
+        layer = self.layer
+        assert layer.db is not None
+        return (f"{layer.where}: {layer.db.backend} source {layer.source!r}: record "
+                f"{self.key.decode('utf-8', 'backslashreplace')!r}")
+
+    def __format__(self, spec: str) -> str:  # f"{what}: ..." in the readers' errors
+        return format(str(self), spec)

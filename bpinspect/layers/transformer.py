@@ -120,6 +120,58 @@ class DataTransformer:
             return int(rng.integers(h - s + 1)), int(rng.integers(w - s + 1)), mirror
         return (h - s) // 2, (w - s) // 2, mirror
 
+    def transform_batch(self, items: list[np.ndarray], draws: list[tuple[int, int, bool]],
+                        dtype: Any, out: np.ndarray, whats: list[str]) -> None:
+        """Every item of a batch transformed into ``out`` (N x C x H' x W'): the same
+        arithmetic as :meth:`transform` item by item, element for element, done once
+        over the batch (per-item calls cost more than the work for small images).
+        Items of another shape than the first go through :meth:`transform` and fail
+        there, naming the record."""
+        first = items[0].shape
+        if any(item.shape != first for item in items):
+            for m, (item, (h_off, w_off, mirror)) in enumerate(zip(items, draws, strict=True)):
+                out[m] = self.transform(item, h_off, w_off, mirror, dtype, whats[m])
+            return
+        c, h, w = first
+        self.infer_shape(first, whats[0])
+        s = self.crop_size
+        ch, cw = (s, s) if s else (h, w)
+        dtype = np.dtype(dtype)
+        if s:
+            for m, (item, (h_off, w_off, _)) in enumerate(zip(items, draws, strict=True)):
+                out[m] = item[:, h_off:h_off + ch, w_off:w_off + cw]
+        else:
+            out[...] = np.stack(items)
+        if self.mean is not None:
+            self._check_mean(first, whats[0])
+            mean = self.mean.astype(dtype)
+            if s:
+                for m, (h_off, w_off, _) in enumerate(draws):
+                    out[m] -= mean[:, h_off:h_off + ch, w_off:w_off + cw]
+            else:
+                out -= mean
+        elif self.mean_values:
+            out -= self._mean_values(c, dtype, whats[0])[:, None, None]
+        out *= dtype.type(self.scale)
+        flipped = [m for m, (_, _, mirror) in enumerate(draws) if mirror]
+        if flipped:
+            out[flipped] = out[flipped][..., ::-1]
+
+    def _check_mean(self, shape: tuple[int, ...], what: str) -> None:
+        assert self.mean is not None
+        if self.mean.shape != tuple(shape):
+            c, h, w = shape
+            raise BpinspectError(
+                f"{what}: is {c} x {h} x {w}, the mean_file {self.mean_file!r} is "
+                f"{' x '.join(map(str, self.mean.shape))}; they must match (uncropped)")
+
+    def _mean_values(self, c: int, dtype: Any, what: str) -> np.ndarray:
+        if len(self.mean_values) not in (1, c):
+            raise BpinspectError(f"{what}: has {c} channels; give 1 mean_value or {c}, "
+                                 f"not {len(self.mean_values)}")
+        values = self.mean_values * c if len(self.mean_values) == 1 else self.mean_values
+        return np.asarray(values, dtype=dtype)
+
     def transform(self, item: np.ndarray, h_off: int, w_off: int, mirror: bool,
                   dtype: Any, what: str) -> np.ndarray:
         """One item (``C x H x W``, uint8 or float32) transformed, in ``dtype``."""
@@ -130,16 +182,9 @@ class DataTransformer:
         dtype = np.dtype(dtype)
         x = item[:, h_off:h_off + ch, w_off:w_off + cw].astype(dtype)
         if self.mean is not None:
-            if self.mean.shape != (c, h, w):
-                raise BpinspectError(
-                    f"{what}: is {c} x {h} x {w}, the mean_file {self.mean_file!r} is "
-                    f"{' x '.join(map(str, self.mean.shape))}; they must match (uncropped)")
+            self._check_mean((c, h, w), what)
             x -= self.mean[:, h_off:h_off + ch, w_off:w_off + cw].astype(dtype)
         elif self.mean_values:
-            if len(self.mean_values) not in (1, c):
-                raise BpinspectError(f"{what}: has {c} channels; give 1 mean_value or {c}, "
-                                     f"not {len(self.mean_values)}")
-            values = self.mean_values * c if len(self.mean_values) == 1 else self.mean_values
-            x -= np.asarray(values, dtype=dtype)[:, None, None]
+            x -= self._mean_values(c, dtype, what)[:, None, None]
         x *= dtype.type(self.scale)
         return x[:, :, ::-1] if mirror else x

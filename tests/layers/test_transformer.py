@@ -138,3 +138,30 @@ def test_conflicting_params(text, message):
     with pytest.raises(BpinspectError) as info:
         transformer(text)
     assert str(info.value) == f"{WHERE}: transform_param: {message}"
+
+
+@pytest.mark.parametrize("mean_kind", ["file", "values", "none"])
+@pytest.mark.parametrize("crop", [0, 4])
+def test_a_batch_at_once_equals_caffes_loop_item_by_item(tmp_path, mean_kind, crop):
+    rng = np.random.default_rng(3)
+    items = [rng.integers(0, 256, (3, 7, 9), dtype=np.uint8) for _ in range(6)]
+    text = f"crop_size: {crop} mirror: true scale: 0.125 "
+    mean = None
+    if mean_kind == "file":
+        mean = (rng.random((3, 7, 9)) * 200).astype(np.float32)
+        blob = caffe_pb2.BlobProto(num=1, channels=3, height=7, width=9, data=mean.ravel())
+        (tmp_path / "mean.binaryproto").write_bytes(blob.SerializeToString())
+        text += f"mean_file: '{tmp_path / 'mean.binaryproto'}'"
+    elif mean_kind == "values":
+        mean = [104.0, 117.0, 123.0]
+        text += "mean_value: 104 mean_value: 117 mean_value: 123"
+    t = transformer(text, phase="train")
+    t.load_mean(None)
+    draws = [t.draw(np.random.default_rng(k), x.shape) for k, x in enumerate(items)]
+    assert any(d[2] for d in draws) and not all(d[2] for d in draws)  # some mirrored
+    shape = (len(items), 3, crop or 7, crop or 9)
+    out = np.empty(shape, np.float32)
+    t.transform_batch(items, draws, np.float32, out, ["x"] * len(items))
+    for m, (x, (h_off, w_off, mirror)) in enumerate(zip(items, draws, strict=True)):
+        np.testing.assert_array_equal(out[m], reference(x, h_off, w_off, crop, mirror, mean,
+                                                        0.125))
