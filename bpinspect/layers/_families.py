@@ -25,6 +25,7 @@ from bpinspect.layers import (  # noqa: F401
     plumbing,
     pooling,
     prelu,
+    recurrent,
     reduction,
     shape,
     sigmoid_loss,
