@@ -115,6 +115,11 @@ def build_tui_parser() -> argparse.ArgumentParser:
                           help="stop after an update whose ‖Δw‖/‖w‖ is above R for any param")
     training.add_argument("--break-iter", type=int, action="append", default=[], metavar="N",
                           help="stop at the start of iteration N (repeatable)")
+    p.add_argument("--compare", metavar="DUMP",
+                   help="mark each blob's agreement with this dump (a directory as "
+                        "bpinspect dump --out writes, or .npy files saved from pycaffe)")
+    p.add_argument("--compare-rtol", type=float, default=None, metavar="R",
+                   help="relative tolerance of --compare (default 1e-4)")
     p.add_argument("--export-dir", metavar="DIR", help="where exports go (default: .)")
     p.set_defaults(seed=None)  # with --solver: the solver's random_seed unless --seed is given
     return p

@@ -202,6 +202,17 @@ def validate_options(options: argparse.Namespace) -> None:
         path = text.partition("=")[2] or text
         if not Path(path).is_file():
             raise BpinspectError(f"--input {text}: no such file {path!r}")
+    compare = getattr(options, "compare", None)
+    if compare is not None:
+        from bpinspect.session.compare import read_dump
+
+        try:
+            read_dump(compare)
+        except BpinspectError as exc:
+            raise BpinspectError(f"--compare {compare}: {exc}") from None
+    rtol = getattr(options, "compare_rtol", None)
+    if rtol is not None and not rtol >= 0:
+        raise BpinspectError(f"--compare-rtol {rtol}: expected a tolerance of 0 or more")
     # One rule for every output directory (dump --out too): created when missing.
     export_dir = getattr(options, "export_dir", None)
     if export_dir is not None:

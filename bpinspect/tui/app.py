@@ -35,6 +35,7 @@ from bpinspect.session.session import Session
 from bpinspect.tui import messages as msg
 from bpinspect.tui.view_data import (
     TAB_TRAINING,
+    CompareTo,
     StatsCache,
     ViewRequest,
     follow_layer,
@@ -105,6 +106,8 @@ class BpinspectApp(App[int]):
         self._cancel = threading.Event()
         self._stats_cache = StatsCache()
         self._notes_seen = 0
+        self.compare: CompareTo | None = None
+        """The dump the blob table marks agreement with (``--compare DUMP``)."""
         self.at_end = False
         """Step and continue have nothing to do: the cursor is past the last step (in
         training: max_iter is reached)."""
@@ -246,7 +249,8 @@ class BpinspectApp(App[int]):
             request = replace(request, layer=follow_layer(session))
         try:
             data = gather(session, request, self._stats_cache,
-                          moved=moved if moved in (FORWARD, BACKWARD) else None)
+                          moved=moved if moved in (FORWARD, BACKWARD) else None,
+                          compare=self.compare)
         except BpinspectError as exc:
             self._post(msg.CommandFailed("show", str(exc)))
             return
@@ -306,6 +310,7 @@ class BpinspectApp(App[int]):
         self.session = session
         self._stats_cache = StatsCache()
         self._notes_seen = len(session.notes)
+        self.compare = self._compare_to()
         training = is_training(session)
         if training:  # the Training tab first: the loss is training's first question
             self.call_from_thread(self._prefer_tab, TAB_TRAINING)
@@ -318,6 +323,16 @@ class BpinspectApp(App[int]):
             "n steps, c continues"
         return Outcome(f"loaded {session.net.name}{took}: {keys}, ? shows every key",
                        follow=None if first is None else row_of(first))
+
+    def _compare_to(self) -> CompareTo | None:
+        """(worker) the ``--compare`` dump, read once (validate_options checked it)."""
+        path = getattr(self.options, "compare", None)
+        if not path:
+            return None
+        from bpinspect.session.compare import DEFAULT_ATOL, DEFAULT_RTOL, read_dump
+
+        rtol = getattr(self.options, "compare_rtol", None)
+        return CompareTo(read_dump(path), DEFAULT_RTOL if rtol is None else rtol, DEFAULT_ATOL)
 
     def _prefer_tab(self, tab: str) -> None:
         """(UI thread) ask for ``tab`` in the views from now on."""

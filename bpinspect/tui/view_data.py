@@ -124,6 +124,23 @@ class LayerRow:
 
 
 @dataclass(frozen=True)
+class Agreement:
+    """How a blob's data or diff compares with the ``--compare`` dump's array."""
+
+    status: str  # compare.AGREE, DIFFER, SHAPE, ONLY_A, ONLY_B, PENDING
+    rel_diff: float | None  # max |a - b| / max |a| (None: not compared)
+
+
+@dataclass(frozen=True)
+class CompareTo:
+    """The dump a TUI opened with ``--compare DUMP`` marks the blob table against."""
+
+    dump: Any  # a session.compare.Dump
+    rtol: float
+    atol: float
+
+
+@dataclass(frozen=True)
 class BlobEntry:
     """A bottom, top or param of the selected layer, with its statistics."""
 
@@ -140,6 +157,8 @@ class BlobEntry:
     error: str | None = None
     data_label: str | None = None  # what the values are, instead of the step ("new weights")
     diff_label: str | None = None
+    data_vs: Agreement | None = None  # agreement with the --compare dump (None: no dump)
+    diff_vs: Agreement | None = None
 
     @property
     def ref(self) -> BlobRef:
@@ -416,8 +435,28 @@ def _ran(session: Session, step: int) -> int | None:
     return step if 0 <= step < session.cursor else None
 
 
+def compare_entries(session: Session, entries: list[BlobEntry],
+                    compare: CompareTo) -> list[BlobEntry]:
+    """``entries`` with their agreement with the ``--compare`` dump: the session's
+    current values of those blobs and params against the dump's (session.compare)."""
+    from bpinspect.session.compare import PENDING, compare_session
+
+    by_name = compare_session(session, compare.dump, rtol=compare.rtol, atol=compare.atol,
+                              names={e.label for e in entries}).by_name()
+
+    def agreement(e: BlobEntry, kind: str) -> Agreement:
+        c = by_name.get((e.label, kind))
+        if c is None:
+            return Agreement(PENDING, None)
+        rel = None if c.result is None else c.result.rel_diff
+        return Agreement(c.status, rel)
+
+    return [replace(e, data_vs=agreement(e, "data"), diff_vs=agreement(e, "diff"))
+            for e in entries]
+
+
 def layer_panel(session: Session, layer: str, request: ViewRequest, cache: StatsCache,
-                moved: str | None = None) -> LayerPanel:
+                moved: str | None = None, compare: CompareTo | None = None) -> LayerPanel:
     """The selected layer's blobs with statistics, and the histograms of one of them.
 
     ``moved``: the direction of the step just run on this layer (picks the blob whose
@@ -470,6 +509,8 @@ def layer_panel(session: Session, layer: str, request: ViewRequest, cache: Stats
         down = info.param_propagate_down[j] if j < len(info.param_propagate_down) else True
         add("param", layer, j, tuple(shape), weights_step, after_bwd,
             skip_diff=not bwd_reached, needs_diff=down and info.need_backward)
+    if compare is not None:
+        entries = compare_entries(session, entries, compare)
 
     selected = _pick_entry(entries, request.blob, moved)
     data_hist = diff_hist = None
@@ -712,22 +753,23 @@ def _saliency(session: Session, request: ViewRequest) -> InternalsData:
 
 # ------------------------------------------------------------------------- all of it
 def gather(session: Session, request: ViewRequest, cache: StatsCache,
-           moved: str | None = None) -> ViewData:
+           moved: str | None = None, compare: CompareTo | None = None) -> ViewData:
     """Everything the screen shows for ``request`` (in the session worker). NaN and Inf
-    are for the statistics to count, not for NumPy to warn about over the screen."""
+    are for the statistics to count, not for NumPy to warn about over the screen.
+    ``compare``: the dump whose agreement the blob table marks (``--compare``)."""
     with np.errstate(all="ignore"):
-        return _gather(session, request, cache, moved)
+        return _gather(session, request, cache, moved, compare)
 
 
 def _gather(session: Session, request: ViewRequest, cache: StatsCache,
-            moved: str | None) -> ViewData:
+            moved: str | None, compare: CompareTo | None = None) -> ViewData:
     panel = None
     if request.layer == UPDATE_ROW and is_training(session):
         panel = update_panel(session, request, cache)
         if panel is None:  # a pass without the update: show where the cursor is
             request = replace(request, layer=follow_layer(session), blob=None)
     if request.layer is not None and panel is None:
-        panel = layer_panel(session, request.layer, request, cache, moved)
+        panel = layer_panel(session, request.layer, request, cache, moved, compare)
     if panel is not None:
         if request.blob is None or moved is not None:
             entry = panel.selected_entry

@@ -23,6 +23,7 @@ from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
+from bpinspect.session.compare import AGREE, DIFFER, ONLY_A, ONLY_B, SHAPE
 from bpinspect.tui.formatting import (
     STAT_COLUMNS,
     fmt_shape,
@@ -30,12 +31,13 @@ from bpinspect.tui.formatting import (
     forget_foreground,
     stats_strings,
 )
-from bpinspect.tui.view_data import BlobEntry, BlobRef, LayerPanel
+from bpinspect.tui.view_data import Agreement, BlobEntry, BlobRef, LayerPanel
 
 ROLE = {"bottom": "in ", "top": "out", "param": "prm"}
 NUMBER = 10  # min, max, mean, std, L2
 WIDTHS = (NUMBER,) * 5 + (6, 7)  # zeros, NaN/Inf
 WHEN = 20
+VS = 11  # the --compare column
 KINDS = ("head", "data", "diff")
 
 
@@ -44,6 +46,21 @@ Piece = tuple[str, Style | None]  # a run of text and its style (None: the line'
 
 def _fit(text: str, width: int) -> str:
     return text if len(text) <= width else text[: max(width - 1, 0)] + "…"
+
+
+def vs_text(agreement: Agreement | None) -> str:
+    """The --compare column: ``✓ 3.1e-07`` (agrees; ``✓ 0``: equal), ``≠ 2.1e-02``
+    (differs: the relative difference), ``≠ shape``, ``not in dump``; nothing while
+    pending (not computed yet)."""
+    if agreement is None:
+        return ""
+    status, rel = agreement.status, agreement.rel_diff
+    if status in (AGREE, DIFFER):
+        mark = "✓" if status == AGREE else "≠"
+        if rel is None:
+            return mark
+        return f"{mark} 0" if rel == 0 else f"{mark} {rel:.1e}"
+    return {SHAPE: "≠ shape", ONLY_A: "not in dump", ONLY_B: "only in dump"}.get(status, "")
 
 
 def _when(entry: BlobEntry, kind: str) -> str:
@@ -85,6 +102,8 @@ class BlobTable(ScrollView, can_focus=True):
         "blob-table--name",
         "blob-table--missing",
         "blob-table--nonfinite",
+        "blob-table--agree",
+        "blob-table--differ",
     }
     """
     | Class | Description |
@@ -96,6 +115,8 @@ class BlobTable(ScrollView, can_focus=True):
     | `blob-table--name` | The blob's name. |
     | `blob-table--missing` | "not computed yet", "no gradient". |
     | `blob-table--nonfinite` | NaN/Inf counts above zero. |
+    | `blob-table--agree` | ✓: agrees with the --compare dump. |
+    | `blob-table--differ` | ≠: differs from the --compare dump. |
     """
 
     DEFAULT_CSS = """
@@ -110,6 +131,8 @@ class BlobTable(ScrollView, can_focus=True):
     BlobTable > .blob-table--name { text-style: bold; }
     BlobTable > .blob-table--missing { color: $text-muted; }
     BlobTable > .blob-table--nonfinite { color: $error; text-style: bold; }
+    BlobTable > .blob-table--agree { color: $success; }
+    BlobTable > .blob-table--differ { color: $error; text-style: bold; }
     """
 
     @dataclass
@@ -135,6 +158,7 @@ class BlobTable(ScrollView, can_focus=True):
         self._width = 0
         self._strips: LRUCache[tuple[int, bool, bool, int], Strip] = LRUCache(512)
         self._quiet = False
+        self._compared = False  # a --compare column is shown
 
     # ------------------------------------------------------------------ data
     @property
@@ -152,6 +176,8 @@ class BlobTable(ScrollView, can_focus=True):
         if panel is not None:
             labels = [len(ROLE[e.role]) + 1 + len(e.label) for e in panel.entries]
             self._name_width = min(max(labels + [8]), 32)
+        self._compared = panel is not None and any(e.data_vs is not None
+                                                   for e in panel.entries)
         self._strips.clear()
         self._set_virtual_size()
         self.refresh()
@@ -202,8 +228,10 @@ class BlobTable(ScrollView, can_focus=True):
         width = self.line_width if self.line_width > self.size.width else 0
         self.virtual_size = Size(width, height)
 
-    def _columns(self, first: list[Piece], when: Piece, cells: list[Piece]) -> list[Piece]:
-        """Pieces of text in fixed-width columns: name, shape or step, the statistics."""
+    def _columns(self, first: list[Piece], when: Piece, cells: list[Piece],
+                 vs: Piece = ("", None)) -> list[Piece]:
+        """Pieces of text in fixed-width columns: name, shape or step, the agreement with
+        the --compare dump (when there is one), the statistics."""
         pieces: list[Piece] = []
         room = self._name_width
         for text, style in first:
@@ -212,6 +240,9 @@ class BlobTable(ScrollView, can_focus=True):
             pieces.append((text, style))
         pieces.append((" " * room + "  ", None))
         pieces.append((_fit(when[0], WHEN).ljust(WHEN), when[1]))
+        if self._compared:
+            pieces.append(("  ", None))
+            pieces.append((_fit(vs[0], VS).ljust(VS), vs[1]))
         for width, (text, style) in zip(WIDTHS, cells, strict=True):
             pieces.append(("  ", None))
             pieces.append((_fit(text, width).rjust(width), style))
@@ -219,7 +250,7 @@ class BlobTable(ScrollView, can_focus=True):
 
     def header(self) -> list[Piece]:
         return self._columns([("blob", None)], ("shape / values", None),
-                             [(name, None) for name in STAT_COLUMNS])
+                             [(name, None) for name in STAT_COLUMNS], ("vs dump", None))
 
     def line_pieces(self, index: int) -> list[Piece]:
         assert self.panel is not None
@@ -232,15 +263,22 @@ class BlobTable(ScrollView, can_focus=True):
             return self._columns([(ROLE[e.role] + " ", style("blob-table--role")),
                                   (e.label, style("blob-table--name"))], (shape, None), blank)
         stats = e.data if kind == "data" else e.diff
+        agreement = e.data_vs if kind == "data" else e.diff_vs
+        vs_style = None
+        if agreement is not None and agreement.status == AGREE:
+            vs_style = style("blob-table--agree")
+        elif agreement is not None and agreement.status in (DIFFER, SHAPE):
+            vs_style = style("blob-table--differ")
+        vs: Piece = (vs_text(agreement), vs_style)
         if stats is None:
             why = e.error or ("no gradient" if kind == "diff" and not e.needs_diff
                               else "not computed yet")
             return self._columns([(f"    {kind}", None)],
-                                 (why, style("blob-table--missing")), blank)
+                                 (why, style("blob-table--missing")), blank, vs)
         cells: list[Piece] = [(v, None) for v in stats_strings(stats)]
         if stats.nan + stats.inf:
             cells[-1] = (cells[-1][0], style("blob-table--nonfinite"))
-        return self._columns([(f"    {kind}", None)], (_when(e, kind), None), cells)
+        return self._columns([(f"    {kind}", None)], (_when(e, kind), None), cells, vs)
 
     def line_text(self, index: int) -> str:
         return "".join(text for text, _ in self.line_pieces(index))
@@ -254,7 +292,8 @@ class BlobTable(ScrollView, can_focus=True):
     @property
     def line_width(self) -> int:
         """Cells a full line takes (wider than the widget: it scrolls sideways)."""
-        return self._name_width + 2 + WHEN + sum(w + 2 for w in WIDTHS)
+        return (self._name_width + 2 + WHEN + (VS + 2 if self._compared else 0)
+                + sum(w + 2 for w in WIDTHS))
 
     def render_line(self, y: int) -> Strip:
         width = max(self._width, self.line_width)  # cached at full width, cropped below
