@@ -339,7 +339,7 @@ def test_lstm_net_forward_backward():
     loss = sum(net.forward_layer(i) for i in range(len(net.layers)))
     w_xc, b_c, w_hc = (to_host(b.data) for b in net.params["lstm"])
     assert w_xc.shape == (20, 3) and b_c.shape == (20,) and w_hc.shape == (20, 5)
-    np.testing.assert_array_equal(b_c, 0.1)
+    np.testing.assert_array_equal(b_c, np.float32(0.1))  # the filler value is a float field
     h, _ = ref_lstm(x, cont, w_xc, b_c, w_hc, np.zeros((2, 5)), np.zeros((2, 5)))
     np.testing.assert_allclose(to_host(net.blobs["h"].data), h, rtol=1e-12, atol=1e-13)
     w_ip, b_ip = (to_host(b.data) for b in net.params["ip"])
@@ -359,5 +359,5 @@ def test_lstm_net_forward_backward():
 
     coords = [(0, 0), (7, 3), (19, 4)]
     numeric = numerical_gradient(objective, w.data, coords, 1e-6)
-    np.testing.assert_allclose([to_host(w.diff)[c] for c in coords], numeric, rtol=1e-6)
+    np.testing.assert_allclose([to_host(w.diff)[c] for c in coords], numeric, rtol=1e-6, atol=1e-9)
     assert np.abs(to_host(net.blobs["x"].diff)).max() > 0
