@@ -30,6 +30,7 @@ from textual.worker import get_current_worker
 
 from bpinspect.errors import EXIT_USAGE, BpinspectError, error_details
 from bpinspect.session.batch_view import data_layers
+from bpinspect.session.layer_cost import CostMeter
 from bpinspect.session.schedule import BACKWARD, FORWARD
 from bpinspect.session.session import Session
 from bpinspect.tui import messages as msg
@@ -108,6 +109,8 @@ class BpinspectApp(App[int]):
         self._notes_seen = 0
         self.compare: CompareTo | None = None
         """The dump the blob table marks agreement with (``--compare DUMP``)."""
+        self.cost_meter: CostMeter | None = None
+        """Times every layer call of the session's net (the layer list shows them)."""
         self.at_end = False
         """Step and continue have nothing to do: the cursor is past the last step (in
         training: max_iter is reached)."""
@@ -250,7 +253,9 @@ class BpinspectApp(App[int]):
         try:
             data = gather(session, request, self._stats_cache,
                           moved=moved if moved in (FORWARD, BACKWARD) else None,
-                          compare=self.compare)
+                          compare=self.compare,
+                          # times change from run to run: none in snapshots and screenshots
+                          costs=self.cost_meter if self.show_timings else None)
         except BpinspectError as exc:
             self._post(msg.CommandFailed("show", str(exc)))
             return
@@ -311,6 +316,10 @@ class BpinspectApp(App[int]):
         self._stats_cache = StatsCache()
         self._notes_seen = len(session.notes)
         self.compare = self._compare_to()
+        if self.cost_meter is not None:
+            self.cost_meter.detach()
+        self.cost_meter = CostMeter(session.net)
+        self.cost_meter.attach()
         training = is_training(session)
         if training:  # the Training tab first: the loss is training's first question
             self.call_from_thread(self._prefer_tab, TAB_TRAINING)

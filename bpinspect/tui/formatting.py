@@ -35,6 +35,33 @@ def fmt_num(v: float | None) -> str:
     return text
 
 
+def fmt_ms(ms: float | None) -> str:
+    """A time in milliseconds in at most 4 cells: ``0.41``, ``12.3``, ``123``, ``12k``."""
+    if ms is None:
+        return "·"
+    if ms < 9.995:
+        return f"{ms:.2f}"
+    if ms < 99.95:
+        return f"{ms:.1f}"
+    if ms < 9999.5:
+        return f"{ms:.0f}"
+    return f"{ms / 1e3:.0f}k"
+
+
+def fmt_bytes_short(n: int | None) -> str:
+    """A size in at most 4 cells, in powers of 1024: ``512``, ``35K``, ``1.2M``, ``143M``."""
+    if n is None:
+        return "·"
+    value = float(n)
+    for unit in ("", "K", "M", "G", "T"):
+        if value < 999.5 or unit == "T":
+            if unit and value < 9.95:
+                return f"{value:.1f}{unit}"
+            return f"{value:.0f}{unit}"
+        value /= 1024
+    return "?"
+
+
 def fmt_shape(shape: Sequence[int]) -> str:
     """``1×96×55×55`` (``scalar`` for a 0-d blob)."""
     return "×".join(str(int(d)) for d in shape) or "scalar"

@@ -121,6 +121,9 @@ class LayerRow:
     current: str | None  # "forward" | "backward" | "update" when the next step is this row's
     breakpoint: str | None  # "forward" | "backward" | "both" | None
     update: bool = False  # the row of a training pass's update step (forward_done: it ran)
+    forward_ms: float | None = None  # the last forward's time (None: not timed yet)
+    backward_ms: float | None = None
+    memory_bytes: int | None = None  # data + diff of its tops and params (None: not known)
 
 
 @dataclass(frozen=True)
@@ -333,7 +336,9 @@ def training_info(session: Any) -> TrainingInfo:
     )
 
 
-def layer_rows(session: Session) -> tuple[LayerRow, ...]:
+def layer_rows(session: Session, costs: Any = None) -> tuple[LayerRow, ...]:
+    """The layer list's rows; ``costs``: a session.layer_cost.CostMeter attached to the
+    session's net, whose last times and memory the rows show."""
     bp = session.breakpoints
     nxt = session.next_step
     rows = []
@@ -346,12 +351,16 @@ def layer_rows(session: Session) -> tuple[LayerRow, ...]:
         current = None
         if nxt is not None and nxt.layer_index == i:
             current = nxt.direction
+        cost = None if costs is None else costs.costs[i]
         rows.append(LayerRow(
             name=name, type=fwd.layer_type, index=i,
             forward_done=session.is_done(fwd.index),
             backward_done=session.is_done(bwd.index) and not bwd.skipped,
             backward_skipped=bwd.skipped, backward_reason=bwd.reason,
             current=current, breakpoint=mark,
+            forward_ms=None if cost is None else cost.forward_ms,
+            backward_ms=None if cost is None else cost.backward_ms,
+            memory_bytes=None if cost is None else cost.memory_bytes,
         ))
     update = update_step(session)
     if update is not None:
@@ -753,16 +762,19 @@ def _saliency(session: Session, request: ViewRequest) -> InternalsData:
 
 # ------------------------------------------------------------------------- all of it
 def gather(session: Session, request: ViewRequest, cache: StatsCache,
-           moved: str | None = None, compare: CompareTo | None = None) -> ViewData:
+           moved: str | None = None, compare: CompareTo | None = None,
+           costs: Any = None) -> ViewData:
     """Everything the screen shows for ``request`` (in the session worker). NaN and Inf
     are for the statistics to count, not for NumPy to warn about over the screen.
-    ``compare``: the dump whose agreement the blob table marks (``--compare``)."""
+    ``compare``: the dump whose agreement the blob table marks (``--compare``);
+    ``costs``: the CostMeter whose times the layer list shows."""
     with np.errstate(all="ignore"):
-        return _gather(session, request, cache, moved, compare)
+        return _gather(session, request, cache, moved, compare, costs)
 
 
 def _gather(session: Session, request: ViewRequest, cache: StatsCache,
-            moved: str | None, compare: CompareTo | None = None) -> ViewData:
+            moved: str | None, compare: CompareTo | None = None,
+            costs: Any = None) -> ViewData:
     panel = None
     if request.layer == UPDATE_ROW and is_training(session):
         panel = update_panel(session, request, cache)
@@ -777,7 +789,7 @@ def _gather(session: Session, request: ViewRequest, cache: StatsCache,
     tab = effective_tab(request.tab, None if panel is None else panel.info.type)
     return ViewData(
         header=header_info(session),
-        rows=layer_rows(session),
+        rows=layer_rows(session, costs),
         request=request,
         panel=panel,
         internals=internals(session, replace(request, tab=tab), panel),

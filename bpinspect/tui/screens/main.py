@@ -413,6 +413,11 @@ class MainScreen(Screen[None]):
         self.maximized = self.tabs
 
     # ------------------------------------------------------------------ user selections
+    @on(LayerList.HeadingChanged)
+    def on_layer_list_heading_changed(self, event: LayerList.HeadingChanged) -> None:
+        """The layer list's column titles follow its columns."""
+        self.query_one("#layers-heading", Static).update(event.heading)
+
     @on(LayerList.LayerHighlighted)
     def on_layer_highlighted(self, event: LayerList.LayerHighlighted) -> None:
         """The user moved to another layer: show its blobs and internals."""

@@ -25,10 +25,20 @@ from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from bpinspect.tui.formatting import foreground, forget_foreground, text_strip
+from bpinspect.tui.formatting import (
+    fmt_bytes_short,
+    fmt_ms,
+    foreground,
+    forget_foreground,
+    text_strip,
+)
 from bpinspect.tui.view_data import LayerRow
 
 HEADING = "    F B      layer"
+PREFIX = 10  # the cells before the name: "▶→ ✓ ✓ ●  "
+COST = 5  # one cost column: a space and 4 cells
+COST_TITLES = ("fwd", "bwd", "mem")
+MIN_TYPE = 5  # a space and 4 cells of the type, else it hides
 LEGEND = "▶ next step   ● breakpoint\nF/B forward/backward:\n✓ ran  · to do  – not needed"
 
 
@@ -38,8 +48,12 @@ class LayerList(ScrollView, can_focus=True):
     Columns: the next step (▶→ forward, ▶← backward), forward done, backward
     done (a dim – when the layer needs no backward; the reason shows in the blob
     panel), the breakpoint (● both directions, ●→ forward only, ●← backward only),
-    the layer name and its type. A training pass that ends with the solver's
-    update has one more line for it: ``▶Δ ✓    Δ update SGD`` (one column: it ran).
+    the layer name and its type, then what the layer cost (``caffe time``'s
+    numbers, as steps run): its last forward and backward time in milliseconds
+    and the memory of its tops and params (data + diff). When the list is narrow the
+    type is cut, then hidden, then the memory column. A training pass that ends with
+    the solver's update has one more line for it: ``▶Δ ✓    Δ update SGD`` (one
+    column: it ran).
     """
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -68,6 +82,7 @@ class LayerList(ScrollView, can_focus=True):
         "layer-list--no-backward",
         "layer-list--breakpoint",
         "layer-list--type",
+        "layer-list--cost",
     }
     """
     | Class | Description |
@@ -79,6 +94,7 @@ class LayerList(ScrollView, can_focus=True):
     | `layer-list--no-backward` | – of a layer that needs no backward. |
     | `layer-list--breakpoint` | The ● of a breakpoint. |
     | `layer-list--type` | The layer type. |
+    | `layer-list--cost` | The times and memory. |
     """
 
     DEFAULT_CSS = """
@@ -93,6 +109,7 @@ class LayerList(ScrollView, can_focus=True):
     LayerList > .layer-list--no-backward { color: $text-disabled; }
     LayerList > .layer-list--breakpoint { color: $error; text-style: bold; }
     LayerList > .layer-list--type { color: $text-muted; }
+    LayerList > .layer-list--cost { color: $text-muted; }
     """
 
     @dataclass
@@ -101,6 +118,17 @@ class LayerList(ScrollView, can_focus=True):
 
         layer_list: LayerList
         layer: str
+
+        @property
+        def control(self) -> LayerList:
+            return self.layer_list
+
+    @dataclass
+    class HeadingChanged(Message):
+        """The column titles changed (the cost columns came, or the width changed)."""
+
+        layer_list: LayerList
+        heading: str
 
         @property
         def control(self) -> LayerList:
@@ -117,6 +145,8 @@ class LayerList(ScrollView, can_focus=True):
         self._width = 0
         self._strips: LRUCache[tuple[int, bool, int], Strip] = LRUCache(1024)
         self._quiet = False  # the highlight is being moved by code, not by the user
+        self._costed = False  # the rows carry costs (times, memory)
+        self._heading = HEADING
 
     # ------------------------------------------------------------------ public
     @property
@@ -132,6 +162,12 @@ class LayerList(ScrollView, can_focus=True):
     def update_rows(self, rows: Sequence[LayerRow]) -> None:
         """Show ``rows``; only the lines that changed are redrawn."""
         rows = tuple(rows)
+        costed = any(r.memory_bytes is not None for r in rows)
+        if costed != self._costed:
+            self._costed = costed
+            self._strips.clear()
+            self.refresh()
+            self._post_heading()
         if [r.name for r in rows] != [r.name for r in self._rows]:
             layer = self.highlighted_layer
             self._rows = rows
@@ -139,6 +175,7 @@ class LayerList(ScrollView, can_focus=True):
             self._strips.clear()
             self.virtual_size = Size(0, len(rows))
             self.refresh()
+            self._post_heading()
             if layer is not None:
                 self.select_layer(layer)
             return
@@ -205,6 +242,38 @@ class LayerList(ScrollView, can_focus=True):
     def on_resize(self) -> None:
         self._strips.clear()
         self.virtual_size = Size(0, len(self._rows))
+        self._post_heading()
+
+    # ------------------------------------------------------------------ columns
+    def columns(self, width: int) -> tuple[int, int]:
+        """``(type cells, cost columns)`` for a line of ``width`` cells: the costs come
+        first (3: fwd, bwd, mem; 2: fwd, bwd; 0), the type gets what is left
+        (0: hidden)."""
+        room = width - PREFIX - self._name_width
+        if not self._costed:
+            return max(room, 0), 0
+        full_type = 1 + max((len(r.type) for r in self._rows), default=0)
+        for n in (3, 2):
+            if room >= n * COST:
+                left = room - n * COST
+                type_cells = min(left, full_type) if left >= MIN_TYPE else 0
+                return type_cells, n
+        return max(room, 0), 0
+
+    def heading(self, width: int | None = None) -> str:
+        """The column titles for the list's width."""
+        width = self.scrollable_content_region.width if width is None else width
+        type_cells, n = self.columns(width)
+        if n == 0:
+            return HEADING
+        head = HEADING.ljust(PREFIX + self._name_width + type_cells)
+        return head + "".join(t.rjust(COST) for t in COST_TITLES[:n])
+
+    def _post_heading(self) -> None:
+        heading = self.heading()
+        if heading != self._heading:
+            self._heading = heading
+            self.post_message(self.HeadingChanged(self, heading))
 
     def on_focus(self) -> None:
         if self.highlighted is not None:
@@ -213,9 +282,11 @@ class LayerList(ScrollView, can_focus=True):
     def on_blur(self) -> None:
         self.on_focus()
 
-    def prompt(self, row: LayerRow) -> Text:
-        """The text of one line (without the highlight)."""
+    def prompt(self, row: LayerRow, width: int | None = None) -> Text:
+        """The text of one line (without the highlight), for ``width`` cells."""
         style = partial(foreground, self)
+        width = self._width if width is None else width
+        type_cells, n_costs = self.columns(width)
         text = Text(no_wrap=True, overflow="ellipsis")
         if row.update:
             text.append("▶Δ" if row.current else "  ", style=style("layer-list--current"))
@@ -224,7 +295,7 @@ class LayerList(ScrollView, can_focus=True):
                 "layer-list--done" if row.forward_done else "layer-list--pending"))
             text.append(" " * 6)  # the backward and breakpoint columns
             text.append(row.name.ljust(self._name_width))
-            text.append(" " + row.type, style=style("layer-list--type"))
+            self._type_and_costs(text, row, type_cells, n_costs)
             return text
         if row.current == "forward":
             text.append("▶→", style=style("layer-list--current"))
@@ -244,8 +315,25 @@ class LayerList(ScrollView, can_focus=True):
         mark = {"both": "● ", "forward": "●→", "backward": "●←"}.get(row.breakpoint or "", "  ")
         text.append(" " + mark + " ", style=style("layer-list--breakpoint"))
         text.append(row.name.ljust(self._name_width))
-        text.append(" " + row.type, style=style("layer-list--type"))
+        self._type_and_costs(text, row, type_cells, n_costs)
         return text
+
+    def _type_and_costs(self, text: Text, row: LayerRow, type_cells: int,
+                        n_costs: int) -> None:
+        style = partial(foreground, self)
+        kind = " " + row.type
+        if n_costs == 0:
+            text.append(kind, style=style("layer-list--type"))
+            return
+        if len(kind) > type_cells:
+            kind = kind[: max(type_cells - 1, 0)] + "…" if type_cells else ""
+        text.append(kind.ljust(type_cells), style=style("layer-list--type"))
+        if row.update:
+            return
+        backward = "–" if row.backward_skipped else fmt_ms(row.backward_ms)
+        cells = (fmt_ms(row.forward_ms), backward, fmt_bytes_short(row.memory_bytes))
+        text.append("".join(c.rjust(COST) for c in cells[:n_costs]),
+                    style=style("layer-list--cost"))
 
     def render_lines(self, crop: Region) -> list[Strip]:
         # Asked once per repaint rather than once per line (each is a CSS lookup).
