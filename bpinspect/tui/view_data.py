@@ -27,6 +27,7 @@ from bpinspect.session.batch_view import batch_view
 from bpinspect.session.schedule import BACKWARD, FORWARD, UPDATE, Step
 from bpinspect.session.session import LayerInfo, Session
 from bpinspect.session.stats import BlobStats, Histogram
+from bpinspect.session.units import UNIT_LAYER_TYPES, UnitRow, session_units, unit_row
 
 # Tabs beside the blob panel. Internals tabs show for the layer types that have them.
 TAB_LRN = "tab-lrn"
@@ -38,6 +39,7 @@ TAB_SALIENCY = "tab-saliency"
 TAB_FLOW = "tab-flow"
 TAB_TRAINING = "tab-training"  # a training session only: loss, rate, update ratios
 TAB_BATCH = "tab-batch"  # a net with a data layer: the images it read, with labels
+TAB_UNITS = "tab-units"  # dead / saturated units of every ReLU, Sigmoid, TanH layer
 INTERNALS_TABS = (TAB_LRN, TAB_POOLING, TAB_CONCAT, TAB_DROPOUT, TAB_SOFTMAX)
 INTERNALS_TAB_OF_TYPE = {
     "LRN": TAB_LRN,
@@ -230,6 +232,7 @@ class LayerPanel:
     backward_skipped: bool
     backward_reason: str
     update: UpdateInfo | None = None  # set when the panel shows a training update step
+    units: UnitRow | None = None  # a ReLU/Sigmoid/TanH layer's dead / saturated units
 
     @property
     def selected_entry(self) -> BlobEntry | None:
@@ -539,7 +542,21 @@ def layer_panel(session: Session, layer: str, request: ViewRequest, cache: Stats
         diff_hist=diff_hist, forward_step=fwd.index, backward_step=bwd.index,
         forward_done=fwd_done, backward_done=bwd_reached and not bwd.skipped,
         backward_skipped=bwd.skipped, backward_reason=bwd.reason,
+        units=layer_units(session, info, fwd.index if fwd_done else None),
     )
+
+
+def layer_units(session: Session, info: LayerInfo, step: int | None) -> UnitRow | None:
+    """The dead (ReLU) or saturated (Sigmoid, TanH) units of the layer's top right after
+    its forward ``step`` (None: not run yet, or not such a layer)."""
+    if info.type not in UNIT_LAYER_TYPES or step is None or not info.tops:
+        return None
+    top = info.tops[0]
+    try:
+        a = session.array(top, "data", step=step)
+    except BpinspectError:
+        return None
+    return None if a is None else unit_row(info.name, info.type, top, a, step=step)
 
 
 def learnable_params(session: Session) -> list[tuple[str, int, tuple[int, ...]]]:
@@ -638,6 +655,8 @@ def internals(session: Session, request: ViewRequest, panel: LayerPanel | None) 
             return InternalsData(tab, layer, view=training_data(session))
         if tab == TAB_FLOW:
             return InternalsData(tab, layer, view=tuple(session.gradient_flow()))
+        if tab == TAB_UNITS:
+            return InternalsData(tab, layer, view=tuple(session_units(session)))
         if tab == TAB_BATCH:
             first = max(request.item, 0) // BATCH_PAGE * BATCH_PAGE
             return InternalsData(tab, layer, view=batch_view(session, first=first,

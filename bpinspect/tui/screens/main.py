@@ -30,6 +30,7 @@ from bpinspect.tui.view_data import (
     TAB_SALIENCY,
     TAB_SOFTMAX,
     TAB_TRAINING,
+    TAB_UNITS,
     UPDATE_ROW,
     HeaderInfo,
     TrainingConditionsState,
@@ -49,6 +50,7 @@ from bpinspect.tui.widgets.session_header import SessionHeader
 from bpinspect.tui.widgets.softmax_pane import SoftmaxPane
 from bpinspect.tui.widgets.status_line import StatusLine
 from bpinspect.tui.widgets.training_pane import TrainingPane
+from bpinspect.tui.widgets.units_pane import UnitsPane
 
 if TYPE_CHECKING:
     from bpinspect.tui.app import BpinspectApp
@@ -177,6 +179,8 @@ class MainScreen(Screen[None]):
                         yield SaliencyPane(id="saliency")
                     with TabPane("Gradient flow", id=TAB_FLOW):
                         yield GradientFlow(id="flow")
+                    with TabPane("Units", id=TAB_UNITS):
+                        yield UnitsPane(id="units")
         yield Static("", id="too-small")
         yield StatusLine(id="status")
         yield Footer(compact=True)
@@ -604,3 +608,5 @@ class MainScreen(Screen[None]):
             self.query_one(TrainingPane).show(view, message)
         elif internals.tab == TAB_BATCH:
             self.query_one(BatchPane).show(view, message)
+        elif internals.tab == TAB_UNITS:
+            self.query_one(UnitsPane).show(view, message)

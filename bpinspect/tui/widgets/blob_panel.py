@@ -15,6 +15,7 @@ from bpinspect.tui.view_data import BlobEntry, BlobRef, LayerPanel, UpdateInfo
 from bpinspect.tui.widgets.blob_table import BlobTable
 from bpinspect.tui.widgets.histogram import HistogramChart
 from bpinspect.tui.widgets.text_view import TextView
+from bpinspect.tui.widgets.units_pane import units_line
 
 
 def title_text(panel: LayerPanel | None) -> Text:
@@ -32,15 +33,24 @@ def title_text(panel: LayerPanel | None) -> Text:
                 f"(step {panel.forward_step})")
     if panel.backward_skipped:
         text.append("   backward skipped", style="bold")
+        units(text, panel)
         text.append(f"\n{panel.backward_reason}", style="dim")
     else:
         text.append(f"   backward {'done' if panel.backward_done else 'to do'} "
                     f"(step {panel.backward_step})")
+        units(text, panel)
         if panel.backward_reason:
             text.append(f"\n{panel.backward_reason}", style="dim")
     if info.internals:
         text.append(f"\nkeeps for backward: {', '.join(info.internals)}", style="dim")
     return text
+
+
+def units(text: Text, panel: LayerPanel) -> None:
+    """The line ``dead units: 12 of 96 channels (12.5%)`` of a ReLU/Sigmoid/TanH layer."""
+    if panel.units is not None:
+        style = "bold" if panel.units.flagged else ""
+        text.append(f"\n{units_line(panel.units)}", style=style)
 
 
 def update_title_text(update: UpdateInfo) -> Text:
