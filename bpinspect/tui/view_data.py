@@ -24,6 +24,7 @@ import numpy as np
 from bpinspect.errors import BpinspectError
 from bpinspect.session.batch_view import DEFAULT_COUNT as BATCH_PAGE
 from bpinspect.session.batch_view import batch_view
+from bpinspect.session.depth import depth_histograms
 from bpinspect.session.schedule import BACKWARD, FORWARD, UPDATE, Step
 from bpinspect.session.session import LayerInfo, Session
 from bpinspect.session.stats import BlobStats, Histogram
@@ -40,6 +41,7 @@ TAB_FLOW = "tab-flow"
 TAB_TRAINING = "tab-training"  # a training session only: loss, rate, update ratios
 TAB_BATCH = "tab-batch"  # a net with a data layer: the images it read, with labels
 TAB_UNITS = "tab-units"  # dead / saturated units of every ReLU, Sigmoid, TanH layer
+TAB_DEPTH = "tab-depth"  # every layer's top data or diff as a heat strip, one range
 INTERNALS_TABS = (TAB_LRN, TAB_POOLING, TAB_CONCAT, TAB_DROPOUT, TAB_SOFTMAX)
 INTERNALS_TAB_OF_TYPE = {
     "LRN": TAB_LRN,
@@ -250,6 +252,7 @@ class ViewRequest:
     item: int = 0  # batch item of the plane views (LRN, pooling, dropout, saliency)
     channel: int = 0  # channel of the LRN and pooling views
     pool_cell: tuple[int, int] = (0, 0)  # output cell (y, x) of the pooling view
+    depth_kind: str = "data"  # what the depth tab shows: "data" | "diff"
 
 
 @dataclass(frozen=True)
@@ -655,6 +658,8 @@ def internals(session: Session, request: ViewRequest, panel: LayerPanel | None) 
             return InternalsData(tab, layer, view=training_data(session))
         if tab == TAB_FLOW:
             return InternalsData(tab, layer, view=tuple(session.gradient_flow()))
+        if tab == TAB_DEPTH:
+            return InternalsData(tab, layer, view=depth_histograms(session, request.depth_kind))
         if tab == TAB_UNITS:
             return InternalsData(tab, layer, view=tuple(session_units(session)))
         if tab == TAB_BATCH:

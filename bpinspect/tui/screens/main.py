@@ -23,6 +23,7 @@ from bpinspect.tui.view_data import (
     INTERNALS_TABS,
     TAB_BATCH,
     TAB_CONCAT,
+    TAB_DEPTH,
     TAB_DROPOUT,
     TAB_FLOW,
     TAB_LRN,
@@ -39,6 +40,7 @@ from bpinspect.tui.view_data import (
 from bpinspect.tui.widgets.batch_pane import BatchPane
 from bpinspect.tui.widgets.blob_panel import BlobPanel
 from bpinspect.tui.widgets.concat_pane import ConcatPane
+from bpinspect.tui.widgets.depth_pane import DepthPane
 from bpinspect.tui.widgets.dropout_pane import DropoutPane
 from bpinspect.tui.widgets.gradient_flow import GradientFlow
 from bpinspect.tui.widgets.layer_list import HEADING, LEGEND, LayerList
@@ -95,6 +97,8 @@ class MainScreen(Screen[None]):
                 tooltip="Write every blob's data and diff at this step to .npy"),
         Binding("l", "toggle_log", "log", id="toggle-log",
                 tooltip="Histogram heights: counts or log10(1 + count)"),
+        Binding("d", "toggle_depth_kind", "depth data/diff", show=False, id="depth-kind",
+                tooltip="The Depth tab: every layer's top data, or diff"),
         Binding("m", "toggle_maximize", "zoom", id="toggle-maximize",
                 tooltip="Fill the screen with the focused pane (m or escape again: back)"),
         Binding("tab", "cycle_panes", "next pane", show=False, id="next-pane",
@@ -117,6 +121,7 @@ class MainScreen(Screen[None]):
     | i | Inject a top diff. |
     | e / E | Export the selected blob / every blob. |
     | l | Log histogram. |
+    | d | Depth tab: top data or diff across the net. |
     | m | Zoom the focused pane to the whole screen, and back. |
     | tab | Cycle panes: the layers, the blobs, the tab bar (left / right choose a tab), the tab. |
     | escape | Interrupt a continue. |
@@ -181,6 +186,8 @@ class MainScreen(Screen[None]):
                         yield GradientFlow(id="flow")
                     with TabPane("Units", id=TAB_UNITS):
                         yield UnitsPane(id="units")
+                    with TabPane("Depth", id=TAB_DEPTH):
+                        yield DepthPane(id="depth")
         yield Static("", id="too-small")
         yield StatusLine(id="status")
         yield Footer(compact=True)
@@ -370,6 +377,11 @@ class MainScreen(Screen[None]):
         self.log_counts = not self.log_counts
         self.blob_panel.set_log(self.log_counts)
         self.status.show("histograms: " + ("log10(1 + count)" if self.log_counts else "counts"))
+
+    def action_toggle_depth_kind(self) -> None:
+        kind = "diff" if self.bpinspect.request.depth_kind == "data" else "data"
+        self._request(depth_kind=kind)
+        self.status.show(f"depth tab: top {kind}")
 
     def action_cycle_panes(self, delta: int = 1) -> None:
         # The tab bar too: there left/right choose a tab without a mouse.
@@ -608,5 +620,7 @@ class MainScreen(Screen[None]):
             self.query_one(TrainingPane).show(view, message)
         elif internals.tab == TAB_BATCH:
             self.query_one(BatchPane).show(view, message)
+        elif internals.tab == TAB_DEPTH:
+            self.query_one(DepthPane).show(view, message)
         elif internals.tab == TAB_UNITS:
             self.query_one(UnitsPane).show(view, message)
