@@ -372,6 +372,9 @@ class BpinspectApp(App[int]):
         if training and self._where(session) != before:
             status = f"began {self._where(session)}; {status}"
         severity = "information"
+        hint = "" if training else zero_backward_hint(session)
+        if hint:
+            status, severity = f"{status}; {hint}", "warning"
         if result.hits:
             status = result.hits[0].message
             severity = "warning"
@@ -543,6 +546,23 @@ class BpinspectApp(App[int]):
 
 
 # ---------------------------------------------------------------------- entry point
+def zero_backward_hint(session: Session) -> str:
+    """Before the first backward step of a net with no loss and nothing injected: say
+    that backward will carry zeros and how to inject a top diff ("" otherwise)."""
+    nxt = session.next_step
+    last = session.last_step
+    if nxt is None or nxt.direction != BACKWARD or (last is not None
+                                                   and last.direction == BACKWARD):
+        return ""
+    net = session.net
+    if session.injections or net.loss_weights:
+        return ""
+    top = next((net.top_names[n][0] for n in reversed(net.layer_names) if net.top_names[n]),
+               "a top")
+    return (f"no loss and nothing injected: backward will carry zeros; press i to inject "
+            f"a top diff, e.g. onehot:281 at {top}")
+
+
 def run_app(options: argparse.Namespace) -> int:
     """``bpinspect NET ...``: check the arguments, run the app, return the exit code."""
     try:
