@@ -533,6 +533,35 @@ class BpinspectApp(App[int]):
                                     param=command.args.get("param"))
         return self._exported(paths, session)
 
+    def _do_gradcheck(self, command: Command) -> Outcome:
+        """``g``: the numerical gradient check of one layer at its real shapes, as
+        ``bpinspect check`` does (its bottoms must have been computed)."""
+        from bpinspect.session import netcheck
+
+        session = self._session()
+        layer = command.args["layer"]
+        net = session.net
+        if layer not in net.layer_names:
+            raise BpinspectError(f"{layer}: the gradient check runs on a layer of the net")
+        fwd = session.step_of(layer, FORWARD)
+        if session.cursor < fwd.index:
+            raise BpinspectError(f"{layer}: run forward to it first (its bottoms are not "
+                                 "computed yet)")
+        i = net.layer_names.index(layer)
+        eps, threshold = netcheck.DEFAULT_EPS, netcheck.DEFAULT_THRESHOLD
+        started = time.perf_counter()
+        check = netcheck.check_layer_in_net(net, i, eps=eps, threshold=threshold,
+                                            seed=getattr(session, "seed", 0) or 0)
+        seconds = time.perf_counter() - started
+        if self._check_cancel():
+            return Outcome(f"gradient check of {layer} cancelled", "warning", refresh=False)
+        self._post(msg.GradientChecked(check, eps, threshold))
+        verdict = check.note or (("passed" if check.passed else "FAILED")
+                                 + f", largest relative error {check.max_rel_error:.2e}")
+        return Outcome(f"gradient check of {layer}: {verdict}",
+                       "information" if check.passed else "warning", refresh=False,
+                       compute_seconds=seconds)
+
     def _do_export_all(self, command: Command) -> Outcome:
         session = self._session()
         paths = session.export_all()

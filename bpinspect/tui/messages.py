@@ -8,6 +8,7 @@ newest one while the UI is busy.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from textual.message import Message
 
@@ -87,6 +88,15 @@ class ViewUpdated(Message):
     data: ViewData
     moved: bool  # the cursor moved: follow it in the layer list
     gather_seconds: float = 0.0
+
+
+@dataclass
+class GradientChecked(Message):
+    """``g`` ran the numerical gradient check of a layer (a netcheck.LayerCheck)."""
+
+    check: Any
+    eps: float
+    threshold: float
 
 
 @dataclass

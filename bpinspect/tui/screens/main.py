@@ -99,6 +99,8 @@ class MainScreen(Screen[None]):
                 tooltip="Histogram heights: counts or log10(1 + count)"),
         Binding("d", "toggle_depth_kind", "depth data/diff", show=False, id="depth-kind",
                 tooltip="The Depth tab: every layer's top data, or diff"),
+        Binding("g", "gradient_check", "gradcheck", show=False, id="gradient-check",
+                tooltip="Check the selected layer's backward numerically (float64)"),
         Binding("m", "toggle_maximize", "zoom", id="toggle-maximize",
                 tooltip="Fill the screen with the focused pane (m or escape again: back)"),
         Binding("tab", "cycle_panes", "next pane", show=False, id="next-pane",
@@ -122,6 +124,7 @@ class MainScreen(Screen[None]):
     | e / E | Export the selected blob / every blob. |
     | l | Log histogram. |
     | d | Depth tab: top data or diff across the net. |
+    | g | Gradient check of the selected layer (escape cancels). |
     | m | Zoom the focused pane to the whole screen, and back. |
     | tab | Cycle panes: the layers, the blobs, the tab bar (left / right choose a tab), the tab. |
     | escape | Interrupt a continue. |
@@ -377,6 +380,19 @@ class MainScreen(Screen[None]):
         self.log_counts = not self.log_counts
         self.blob_panel.set_log(self.log_counts)
         self.status.show("histograms: " + ("log10(1 + count)" if self.log_counts else "counts"))
+
+    def action_gradient_check(self) -> None:
+        layer = self.layer_list.highlighted_layer
+        if layer is None:
+            self.status.show("select a layer first", "warning")
+            return
+        self._submit("gradcheck", f"gradient check of {layer} (escape cancels)", layer=layer)
+
+    def on_gradient_checked(self, event: msg.GradientChecked) -> None:
+        """The check's outcome in a modal screen."""
+        from bpinspect.tui.screens.gradcheck import GradCheckScreen
+
+        self.app.push_screen(GradCheckScreen(event.check, event.eps, event.threshold))
 
     def action_toggle_depth_kind(self) -> None:
         kind = "diff" if self.bpinspect.request.depth_kind == "data" else "data"
