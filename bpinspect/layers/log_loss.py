@@ -33,7 +33,7 @@ from typing import Any
 from bpinspect.backend import Array, get_array_module
 from bpinspect.engine.blob import Blob
 from bpinspect.layers.base import Layer, Shape
-from bpinspect.layers.loss import check_first_dim, normalizer
+from bpinspect.layers.loss import check_first_dim, class_labels, normalizer
 from bpinspect.layers.registry import register
 from bpinspect.layers.shape import canonical_axis, count
 from bpinspect.layers.softmax import softmax
@@ -42,19 +42,6 @@ from bpinspect.proto import caffe_pb2
 LOG_THRESHOLD = 1e-20  # Caffe's kLOG_THRESHOLD
 _Norm = caffe_pb2.LossParameter
 FULL, VALID, BATCH_SIZE, NONE = _Norm.FULL, _Norm.VALID, _Norm.BATCH_SIZE, _Norm.NONE
-
-
-def _class_labels(layer: Layer, label: Array, classes: int, ignore: int | None
-                  ) -> tuple[Array, Array]:
-    """(labels, with ignored ones replaced by 0; valid mask); a label outside
-    ``[0, classes)`` that is not ignored is an error naming the layer."""
-    xp = get_array_module(label)
-    lab = label.astype(xp.int64)  # static_cast<int>: toward zero
-    valid = lab != ignore if ignore is not None else xp.ones(lab.shape, dtype=bool)
-    bad = valid & ((lab < 0) | (lab >= classes))
-    if bool(bad.any()):
-        layer.fail(f"label {int(lab[bad].ravel()[0])} is outside 0..{classes - 1}")
-    return xp.where(valid, lab, 0), valid
 
 
 @register("InfogainLoss")
@@ -145,7 +132,7 @@ class InfogainLoss(Layer):
             h = xp.asarray(self._file_matrix, dtype=x.dtype).reshape(k, k)
         prob = softmax(x, self._axis)
         p3 = prob.reshape(self._outer, k, self._inner)
-        labels, valid = _class_labels(self, bottom[1].data.reshape(self._outer, self._inner),
+        labels, valid = class_labels(self, bottom[1].data.reshape(self._outer, self._inner),
                                       k, self.ignore_label)
         rows = h[labels]  # (outer, inner, k): H[l, :] per position
         logs = xp.log(xp.maximum(p3, x.dtype.type(LOG_THRESHOLD))).transpose(0, 2, 1)
@@ -214,7 +201,7 @@ class MultinomialLogisticLoss(Layer):
     def forward(self, bottom: list[Blob], top: list[Blob]) -> None:
         p = bottom[0].data.reshape(self._num, self._dim)
         xp = get_array_module(p)
-        self._labels, _ = _class_labels(self, bottom[1].data.reshape(self._num), self._dim, None)
+        self._labels, _ = class_labels(self, bottom[1].data.reshape(self._num), self._dim, None)
         loss = -xp.sum(xp.log(self._picked(p))) / p.dtype.type(self._num)
         top[0].data = xp.asarray(loss, dtype=p.dtype).reshape(())
 

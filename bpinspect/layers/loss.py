@@ -53,20 +53,26 @@ def _num_tops(layer: Layer) -> int:
     return max(len(layer.param.top), 1)
 
 
+def class_labels(layer: Layer, label: Array, classes: int, ignore: int | None
+                 ) -> tuple[Array, Array]:
+    """(labels, ignored ones replaced by 0; valid mask), in ``label``'s shape; a label
+    out of ``[0, classes)`` that is not ``ignore_label`` is an error naming the layer."""
+    xp = get_array_module(label)
+    lab = label.astype(xp.int64)  # static_cast<int>: toward zero
+    valid = lab != ignore if ignore is not None else xp.ones(lab.shape, dtype=bool)
+    bad = valid & ((lab < 0) | (lab >= classes))
+    if bool(bad.any()):
+        first = int(lab[bad].ravel()[0])
+        layer.fail(f"label {first} is outside 0..{classes - 1} (the size of the class axis)"
+                   + ("" if ignore is None else f" and is not ignore_label {ignore}"))
+    return xp.where(valid, lab, 0), valid
+
+
 def _labels(
     layer: Layer, label: Array, outer: int, inner: int, channels: int, ignore: int | None
 ) -> tuple[Array, Array]:
-    """(labels clipped into range, valid mask), both (outer, inner); labels out of
-    ``[0, channels)`` that are not ``ignore_label`` are an error naming the layer."""
-    xp = get_array_module(label)
-    lab = label.reshape(outer, inner).astype(xp.int64)  # static_cast<int>: toward zero
-    valid = lab != ignore if ignore is not None else xp.ones(lab.shape, dtype=bool)
-    bad = valid & ((lab < 0) | (lab >= channels))
-    if bool(bad.any()):
-        first = int(lab[bad].ravel()[0])
-        layer.fail(f"label {first} is outside 0..{channels - 1} (the size of the class axis)"
-                   + ("" if ignore is None else f" and is not ignore_label {ignore}"))
-    return xp.where(valid, lab, 0), valid
+    """:func:`class_labels` of the label blob as (outer, inner)."""
+    return class_labels(layer, label.reshape(outer, inner), channels, ignore)
 
 
 @register("SoftmaxWithLoss")
