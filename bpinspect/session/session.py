@@ -614,19 +614,24 @@ class Session(LayerViews):
         # Assign fresh arrays (as layers do) rather than write into the live ones:
         # a layer may have made two blobs share one array.
         for key, v in values.items():
-            blob, kind = self._blob_of(key[0]), key[1]
-            if v is not None:
-                setattr(blob, kind, v.copy())
-            elif key in self._initial_params:
-                setattr(blob, kind, self._initial_params[key].copy())
-            elif kind == "diff":
-                live = getattr(blob, kind)
-                setattr(blob, kind, get_array_module(live).zeros_like(live))
+            self._put_back(key, v)
         self.history.truncate(k)
         first_backward = self._first_backward()
         self._seeded = first_backward is not None and k > first_backward
         self.cursor = k
         self._skip_skipped()
+
+    def _put_back(self, key: Key, value: Array | None) -> None:
+        """Give ``key`` a copy of a recorded ``value``; None: its value before the pass
+        (the pass's initial params), or zeros for a diff nothing had written."""
+        blob, kind = self._blob_of(key[0]), key[1]
+        if value is not None:
+            setattr(blob, kind, value.copy())
+        elif key in self._initial_params:
+            setattr(blob, kind, self._initial_params[key].copy())
+        elif kind == "diff":
+            live = getattr(blob, kind)
+            setattr(blob, kind, get_array_module(live).zeros_like(live))
 
     def _replay_to(self, k: int) -> None:
         self._note(f"history: replaying the pass from the start to step {k} "

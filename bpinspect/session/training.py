@@ -319,12 +319,7 @@ class TrainingSession(Session):
         # Every array the archived pass wrote, as it left it (the pass being left may
         # have run steps and stepped back over them; begin_iteration cleared the diffs).
         for key in self._writers:
-            value = self.history.value_at(key, after(end - 1))
-            blob, kind = self._blob_of(key[0]), key[1]
-            if value is not None:
-                setattr(blob, kind, value.copy())
-            elif key in self._initial_params:
-                setattr(blob, kind, self._initial_params[key].copy())
+            self._put_back(key, self.history.value_at(key, after(end - 1)))
         self.cursor = end
         first_backward = self._first_backward()
         self._seeded = first_backward is not None
