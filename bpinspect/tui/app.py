@@ -42,6 +42,7 @@ from bpinspect.tui.view_data import (
     follow_layer,
     gather,
     is_training,
+    no_loss_hint,
     row_of,
 )
 
@@ -583,13 +584,7 @@ def zero_backward_hint(session: Session) -> str:
     if nxt is None or nxt.direction != BACKWARD or (last is not None
                                                    and last.direction == BACKWARD):
         return ""
-    net = session.net
-    if session.injections or net.loss_weights:
-        return ""
-    top = next((net.top_names[n][0] for n in reversed(net.layer_names) if net.top_names[n]),
-               "a top")
-    return (f"no loss and nothing injected: backward will carry zeros; press i to inject "
-            f"a top diff, e.g. onehot:281 at {top}")
+    return no_loss_hint(session)
 
 
 def run_app(options: argparse.Namespace) -> int:

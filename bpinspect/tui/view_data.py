@@ -766,6 +766,18 @@ def _copies(session: Session, view: Any) -> dict[str, str]:
     return out
 
 
+def no_loss_hint(session: Session) -> str:
+    """For a net with no loss and nothing injected, say that backward carries zeros and
+    how to inject a top diff ("" when a loss or an injection gives backward a diff)."""
+    net = session.net
+    if session.injections or net.loss_weights:
+        return ""
+    top = next((net.top_names[n][0] for n in reversed(net.layer_names) if net.top_names[n]),
+               "a top")
+    return (f"no loss and nothing injected: backward will carry zeros; press i to inject "
+            f"a top diff, e.g. onehot:281 at {top}")
+
+
 def _saliency(session: Session, request: ViewRequest) -> InternalsData:
     images = [b for b in session.net.inputs if len(session.net.blobs[b].shape) == 4]
     if not images:
@@ -779,6 +791,9 @@ def _saliency(session: Session, request: ViewRequest) -> InternalsData:
     if plane is None:
         message = (f"{blob} has no diff yet: the saliency map appears once backward has "
                    f"reached the input (run to the end with c)")
+    hint = no_loss_hint(session)
+    if hint:  # a map of zeros, or none yet: either way the user must inject first
+        plane, message = None, f"{hint}; then c runs backward to {blob}"
     return InternalsData(TAB_SALIENCY, request.layer, view=plane, message=message,
                          extra={"blob": blob, "item": item, "batch": batch,
                                 "source": session.input_sources.get(blob, "")})

@@ -37,3 +37,22 @@ async def test_with_an_injection_there_is_no_hint() -> None:
             await pilot.press("n")
         await settle(pilot)
         assert "carry zeros" not in app.main_screen.status.text
+
+
+async def test_the_saliency_tab_says_so_too() -> None:
+    from bpinspect.tui.view_data import TAB_SALIENCY
+    from bpinspect.tui.widgets.saliency_pane import SaliencyPane
+
+    for top_diff, hinted in (([], True), (["ip=onehot:3"], False)):
+        app = make_app("lrn_pool.prototxt", top_diff=top_diff)
+        async with app.run_test(size=(160, 50)) as pilot:
+            await settle(pilot)
+            await pilot.press("c")  # the whole pass: backward has reached the input
+            await settle(pilot)
+            app.main_screen.tabs.active = TAB_SALIENCY
+            await settle(pilot)
+            text = str(app.main_screen.query_one(SaliencyPane).query_one(
+                "#saliency-info").render())
+            assert ("no loss and nothing injected" in text) is hinted, text
+            assert ("onehot:281 at ip" in text) is hinted
+            assert ("saliency of data" in text) is not hinted

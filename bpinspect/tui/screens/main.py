@@ -45,6 +45,7 @@ from bpinspect.tui.widgets.dropout_pane import DropoutPane
 from bpinspect.tui.widgets.gradient_flow import GradientFlow
 from bpinspect.tui.widgets.layer_list import HEADING, LEGEND, LayerList
 from bpinspect.tui.widgets.lrn_pane import LRNPane
+from bpinspect.tui.widgets.notes_line import NotesLine
 from bpinspect.tui.widgets.plane_pane import PlanePane
 from bpinspect.tui.widgets.pooling_pane import PoolingPane
 from bpinspect.tui.widgets.saliency_pane import SaliencyPane
@@ -101,6 +102,8 @@ class MainScreen(Screen[None]):
                 tooltip="The Depth tab: every layer's top data, or diff"),
         Binding("g", "gradient_check", "gradcheck", show=False, id="gradient-check",
                 tooltip="Check the selected layer's backward numerically (float64)"),
+        Binding("N", "notes", "notes", show=False, id="notes",
+                tooltip="Every note: legacy input upgraded, seeded weights or input, ..."),
         Binding("m", "toggle_maximize", "zoom", id="toggle-maximize",
                 tooltip="Fill the screen with the focused pane (m or escape again: back)"),
         Binding("tab", "cycle_panes", "next pane", show=False, id="next-pane",
@@ -125,6 +128,7 @@ class MainScreen(Screen[None]):
     | l | Log histogram. |
     | d | Depth tab: top data or diff across the net. |
     | g | Gradient check of the selected layer (escape cancels). |
+    | N | Every note of the session (the line over the status line shows the newest). |
     | m | Zoom the focused pane to the whole screen, and back. |
     | tab | Cycle panes: the layers, the blobs, the tab bar (left / right choose a tab), the tab. |
     | escape | Interrupt a continue. |
@@ -192,6 +196,7 @@ class MainScreen(Screen[None]):
                     with TabPane("Depth", id=TAB_DEPTH):
                         yield DepthPane(id="depth")
         yield Static("", id="too-small")
+        yield NotesLine(id="notes")
         yield StatusLine(id="status")
         yield Footer(compact=True)
 
@@ -494,8 +499,7 @@ class MainScreen(Screen[None]):
     def on_session_loaded(self, event: msg.SessionLoaded) -> None:
         self.blob_names = event.blobs
         self.query_one(SessionHeader).loading_net = ""
-        for note in event.notes:
-            self.notify(note, title="note", timeout=10)
+        self.query_one(NotesLine).add(event.notes)
         self.training = event.training
         if event.training:  # the first view activates it (the app asks for it first)
             self.query_one("#layers-legend", Static).update(TRAINING_LEGEND)
@@ -562,8 +566,12 @@ class MainScreen(Screen[None]):
                                         event.details))
 
     def on_notes_added(self, event: msg.NotesAdded) -> None:
-        for note in event.notes:
-            self.notify(note, title="note", timeout=10)
+        self.query_one(NotesLine).add(event.notes)
+
+    def action_notes(self) -> None:
+        from bpinspect.tui.screens.notes import NotesScreen
+
+        self.app.push_screen(NotesScreen(self.query_one(NotesLine).notes))
 
     def on_files_exported(self, event: msg.FilesExported) -> None:
         self.notify(f"{len(event.paths)} file(s) in {event.directory}", title="exported",
