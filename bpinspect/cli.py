@@ -34,6 +34,7 @@ A terminal debugger for backpropagation in Caffe nets.
   bpinspect check NET              check every layer's gradient numerically
   bpinspect diff A B               compare two dumps; where do they part
   bpinspect time NET               time each layer's forward and backward (caffe time)
+  bpinspect serve NET [options]    the TUI in a web browser (textual-serve)
 """
 
 TOP_DIFF_HELP = (
@@ -160,8 +161,13 @@ def build_check_parser() -> argparse.ArgumentParser:
 
 
 def parse_args(argv: Sequence[str]) -> tuple[str, argparse.Namespace]:
-    """``(command, options)`` with command "tui", "dump" or "check"."""
+    """``(command, options)`` with command "tui", "serve" or one of ``COMMANDS``."""
     argv = list(argv)
+    if argv and argv[0] == "serve":  # the TUI's options, served: checked as the TUI's
+        from bpinspect.cli_serve import build_serve_parser
+
+        parser = build_serve_parser()
+        return "serve", check_tui_options(parser, parser.parse_args(argv[1:]))
     if argv and argv[0] in COMMANDS:
         command = argv[0]
         parser = {"dump": build_dump_parser, "check": build_check_parser,
@@ -169,13 +175,18 @@ def parse_args(argv: Sequence[str]) -> tuple[str, argparse.Namespace]:
                   "time": build_time_parser}[command]()
         return command, parser.parse_args(argv[1:])
     parser = build_tui_parser()
-    options = parser.parse_args(argv)
+    return "tui", check_tui_options(parser, parser.parse_args(argv))
+
+
+def check_tui_options(parser: argparse.ArgumentParser,
+                      options: argparse.Namespace) -> argparse.Namespace:
+    """The TUI's rules that argparse cannot say: a net or a solver, --snapshot with one."""
     if (options.net is None) == (options.solver is None):
         parser.error("give a net (NET.prototxt) or --solver SOLVER.prototxt, not both"
                      if options.net else "give a net (NET.prototxt) or --solver SOLVER.prototxt")
     if options.snapshot and not options.solver:
         parser.error("--snapshot resumes a solver: give --solver SOLVER.prototxt too")
-    return "tui", options
+    return options
 
 
 def build_train_parser() -> argparse.ArgumentParser:
@@ -239,6 +250,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from bpinspect.cli_time import run_time
 
             return run_time(options)
+        if command == "serve":
+            from bpinspect.cli_serve import run_serve
+
+            return run_serve(options, argv[1:])
         return run_tui(options)
     except BpinspectError as exc:
         print(f"bpinspect: {exc}", file=sys.stderr)
