@@ -33,6 +33,7 @@ from bpinspect.session.batch_view import data_layers
 from bpinspect.session.layer_cost import CostMeter
 from bpinspect.session.schedule import BACKWARD, FORWARD
 from bpinspect.session.session import Session
+from bpinspect.session.units import UnitTracker
 from bpinspect.tui import messages as msg
 from bpinspect.tui.view_data import (
     TAB_TRAINING,
@@ -112,6 +113,8 @@ class BpinspectApp(App[int]):
         """The dump the blob table marks agreement with (``--compare DUMP``)."""
         self.cost_meter: CostMeter | None = None
         """Times every layer call of the session's net (the layer list shows them)."""
+        self.unit_tracker: UnitTracker | None = None
+        """Training: dead and saturated units per iteration (the Units tab plots them)."""
         self.at_end = False
         """Step and continue have nothing to do: the cursor is past the last step (in
         training: max_iter is reached)."""
@@ -256,7 +259,8 @@ class BpinspectApp(App[int]):
                           moved=moved if moved in (FORWARD, BACKWARD) else None,
                           compare=self.compare,
                           # times change from run to run: none in snapshots and screenshots
-                          costs=self.cost_meter if self.show_timings else None)
+                          costs=self.cost_meter if self.show_timings else None,
+                          units=self.unit_tracker)
         except BpinspectError as exc:
             self._post(msg.CommandFailed("show", str(exc)))
             return
@@ -317,11 +321,18 @@ class BpinspectApp(App[int]):
         self._stats_cache = StatsCache()
         self._notes_seen = len(session.notes)
         self.compare = self._compare_to()
+        if self.unit_tracker is not None:  # wrapped after the meter: undone before it
+            self.unit_tracker.detach()
         if self.cost_meter is not None:
             self.cost_meter.detach()
         self.cost_meter = CostMeter(session.net)
         self.cost_meter.attach()
         training = is_training(session)
+        self.unit_tracker = None
+        if training:
+            tracked: Any = session
+            self.unit_tracker = UnitTracker(session.net, lambda: int(tracked.iteration))
+            self.unit_tracker.attach()
         if training:  # the Training tab first: the loss is training's first question
             self.call_from_thread(self._prefer_tab, TAB_TRAINING)
         self._post(msg.SessionLoaded(list(session.notes), seconds, list(session.net.blobs),
@@ -551,11 +562,15 @@ class BpinspectApp(App[int]):
         i = net.layer_names.index(layer)
         eps, threshold = netcheck.DEFAULT_EPS, netcheck.DEFAULT_THRESHOLD
         started = time.perf_counter()
+        # Asked before each sampled coordinate: escape stops a big layer's check in
+        # two of its forwards.
         check = netcheck.check_layer_in_net(net, i, eps=eps, threshold=threshold,
-                                            seed=getattr(session, "seed", 0) or 0)
+                                            seed=getattr(session, "seed", 0) or 0,
+                                            cancel=self._check_cancel)
         seconds = time.perf_counter() - started
-        if self._check_cancel():
-            return Outcome(f"gradient check of {layer} cancelled", "warning", refresh=False)
+        if check.cancelled:
+            return Outcome(f"gradient check of {layer} cancelled after {check.checked} "
+                           "coordinate(s)", "warning", refresh=False)
         self._post(msg.GradientChecked(check, eps, threshold))
         verdict = check.note or (("passed" if check.passed else "FAILED")
                                  + f", largest relative error {check.max_rel_error:.2e}")

@@ -649,7 +649,10 @@ def _pick_entry(entries: list[BlobEntry], wanted: BlobRef | None, moved: str | N
 
 
 # ------------------------------------------------------------------------- internals
-def internals(session: Session, request: ViewRequest, panel: LayerPanel | None) -> InternalsData:
+def internals(session: Session, request: ViewRequest, panel: LayerPanel | None,
+              units: Any = None) -> InternalsData:
+    """The active tab's view; ``units``: a UnitTracker over the training iterations (the
+    Units tab then plots each layer's flagged fraction over them)."""
     tab, layer = request.tab, request.layer
     try:
         if tab == TAB_TRAINING:
@@ -661,7 +664,9 @@ def internals(session: Session, request: ViewRequest, panel: LayerPanel | None) 
         if tab == TAB_DEPTH:
             return InternalsData(tab, layer, view=depth_histograms(session, request.depth_kind))
         if tab == TAB_UNITS:
-            return InternalsData(tab, layer, view=tuple(session_units(session)))
+            rows = tuple(session_units(session))
+            series = {} if units is None else {r.layer: units.series(r.layer) for r in rows}
+            return InternalsData(tab, layer, view=rows, extra={"series": series})
         if tab == TAB_BATCH:
             first = max(request.item, 0) // BATCH_PAGE * BATCH_PAGE
             return InternalsData(tab, layer, view=batch_view(session, first=first,
@@ -802,18 +807,19 @@ def _saliency(session: Session, request: ViewRequest) -> InternalsData:
 # ------------------------------------------------------------------------- all of it
 def gather(session: Session, request: ViewRequest, cache: StatsCache,
            moved: str | None = None, compare: CompareTo | None = None,
-           costs: Any = None) -> ViewData:
+           costs: Any = None, units: Any = None) -> ViewData:
     """Everything the screen shows for ``request`` (in the session worker). NaN and Inf
     are for the statistics to count, not for NumPy to warn about over the screen.
     ``compare``: the dump whose agreement the blob table marks (``--compare``);
-    ``costs``: the CostMeter whose times the layer list shows."""
+    ``costs``: the CostMeter whose times the layer list shows; ``units``: the
+    UnitTracker of a training session (dead units over iterations)."""
     with np.errstate(all="ignore"):
-        return _gather(session, request, cache, moved, compare, costs)
+        return _gather(session, request, cache, moved, compare, costs, units)
 
 
 def _gather(session: Session, request: ViewRequest, cache: StatsCache,
             moved: str | None, compare: CompareTo | None = None,
-            costs: Any = None) -> ViewData:
+            costs: Any = None, units: Any = None) -> ViewData:
     panel = None
     if request.layer == UPDATE_ROW and is_training(session):
         panel = update_panel(session, request, cache)
@@ -831,7 +837,7 @@ def _gather(session: Session, request: ViewRequest, cache: StatsCache,
         rows=layer_rows(session, costs),
         request=request,
         panel=panel,
-        internals=internals(session, replace(request, tab=tab), panel),
+        internals=internals(session, replace(request, tab=tab), panel, units),
         conditions=tuple((c.kind, getattr(c, "bound", None))
                          for c in session.breakpoints.conditions),
         training_conditions=training_conditions_state(session) if is_training(session)

@@ -647,4 +647,4 @@ class MainScreen(Screen[None]):
         elif internals.tab == TAB_DEPTH:
             self.query_one(DepthPane).show(view, message)
         elif internals.tab == TAB_UNITS:
-            self.query_one(UnitsPane).show(view, message)
+            self.query_one(UnitsPane).show(view, message, internals.extra.get("series"))
