@@ -66,10 +66,18 @@ class GradCheck:
     analytic_at_worst: float
     numeric_at_worst: float
     threshold: float
+    coords: tuple[Coord, ...] = ()  # every checked coordinate, in the order checked
+    analytic: tuple[float, ...] = ()  # per coordinate: backward's value
+    numeric: tuple[float, ...] = ()  # per coordinate: the central difference
+    rel_errors: tuple[float, ...] = ()  # per coordinate: Caffe's quantity
 
     @property
     def passed(self) -> bool:
         return self.max_rel_error <= self.threshold
+
+    def coord_passed(self, k: int) -> bool:
+        """Whether the ``k``-th checked coordinate is within the threshold."""
+        return self.rel_errors[k] <= self.threshold
 
 
 def check_layer(
@@ -162,5 +170,7 @@ def _summarize(
     k = int(np.argmax(rel_err))
     return GradCheck(
         what, len(coords), float(abs_err.max()), float(rel_err[k]), coords[k],
-        float(analytic[k]), float(numeric[k]), threshold,
+        float(analytic[k]), float(numeric[k]), threshold, tuple(coords),
+        tuple(float(a) for a in analytic), tuple(float(n) for n in numeric),
+        tuple(float(e) for e in rel_err),
     )

@@ -14,7 +14,9 @@ bottoms and params are copied to float64 and a fresh instance of the layer
   disagree (ReLU at 0, a max-pooling window of tied zeros, ...). Caffe's
   checker does this for ReLU only, with ``kink``/``kink_range``.
 
-The step is ``h = eps * max(1, |x|)``.
+The step is ``h = eps * max(1, |x|)``. A ``cancel`` callable is asked before
+each sampled coordinate (the TUI's escape): a big layer's check stops within
+two forwards of it.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ class LayerCheck:
     results: list[GradCheck] = field(default_factory=list)
     kinks: int = 0  # coordinates left out at a kink
     note: str = ""  # why nothing was checked
+    cancelled: bool = False  # stopped by ``cancel``: ``results`` hold what was checked
 
     @property
     def passed(self) -> bool:
@@ -72,7 +75,9 @@ def check_net(
         if cancel is not None and cancel():
             break
         result = check_layer_in_net(net, i, max_coords=max_coords, eps=eps,
-                                    threshold=threshold, seed=seed + i)
+                                    threshold=threshold, seed=seed + i, cancel=cancel)
+        if result.cancelled:
+            break
         layer.reset_rng(net.seed + 1 + i)
         net.forward_layer(i)
         out.append(result)
@@ -82,8 +87,10 @@ def check_net(
 
 
 def check_layer_in_net(net: Any, i: int, *, max_coords: int = 8, eps: float = DEFAULT_EPS,
-                       threshold: float = DEFAULT_THRESHOLD, seed: int = 0) -> LayerCheck:
-    """Check layer ``i`` on the net's current bottoms and params, in float64."""
+                       threshold: float = DEFAULT_THRESHOLD, seed: int = 0,
+                       cancel: Callable[[], bool] | None = None) -> LayerCheck:
+    """Check layer ``i`` on the net's current bottoms and params, in float64; when
+    ``cancel()`` turns true, what was checked so far, marked ``cancelled``."""
     layer = net.layers[i]
     name = net.layer_names[i]
     xp = net.device.xp
@@ -126,10 +133,14 @@ def check_layer_in_net(net: Any, i: int, *, max_coords: int = 8, eps: float = DE
     targets += [(f"param[{j}]", p) for j, p in enumerate(params)]
     results = []
     kinks = 0
+    cancelled = False
     for k, (what, blob) in enumerate(targets):
         analytic_all = to_host(blob.diff)
         kept, analytic, numeric = [], [], []
         for c in _coords(analytic_all, max_coords, seed + k):
+            if cancel is not None and cancel():
+                cancelled = True
+                break
             x = blob.data
             saved = float(x[c])
             h = eps * max(1.0, abs(saved))
@@ -146,9 +157,12 @@ def check_layer_in_net(net: Any, i: int, *, max_coords: int = 8, eps: float = DE
             kept.append(c)
             analytic.append(float(analytic_all[c]))
             numeric.append((up + down_slope) / 2)
-        results.append(_summarize(what, kept, np.array(analytic, f64), np.array(numeric, f64),
-                                  threshold))
-    return LayerCheck(name, layer.type, results, kinks)
+        if kept or not cancelled:
+            results.append(_summarize(what, kept, np.array(analytic, f64),
+                                      np.array(numeric, f64), threshold))
+        if cancelled:
+            break
+    return LayerCheck(name, layer.type, results, kinks, cancelled=cancelled)
 
 
 def _coords(analytic: np.ndarray, max_coords: int, seed: int) -> list[tuple[int, ...]]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bpinspect.session.netcheck import _coords, check_net
+from bpinspect.session.netcheck import _coords, check_layer_in_net, check_net
 
 RELU_NET = """
 name: "ReluSigmoid"
@@ -99,3 +99,61 @@ def test_sparse_gradients_are_checked_where_they_are_not_zero(make_net, monkeypa
     net.blobs["data"].data[...] = np.random.default_rng(2).standard_normal((2, 4, 8, 8))
     (_, pool) = check_net(net, max_coords=4)
     assert not pool.passed
+
+
+def test_every_sampled_coordinate_is_kept_with_its_analytic_and_numeric_value(make_net):
+    net = make_net(RELU_NET)
+    _set_inputs(net, np.random.default_rng(3).standard_normal((1, 2, 4)))
+    ip = {r.layer: r for r in check_net(net, max_coords=5)}["ip"]
+    bottom, weights, bias = ip.results
+    # The objective is <top, R> with R drawn from the layer's seed (0 + its index 2):
+    # an InnerProduct's gradients are then R @ W, R^T x and R, worked out by hand here.
+    r = np.random.default_rng(2).standard_normal((1, 6))
+    w = net.params["ip"][0].data.astype(np.float64)
+    x = net.blobs["data"].data.reshape(1, 8).astype(np.float64)
+    expected = {"bottom[0]": (r @ w).reshape(1, 2, 4), "param[0]": r.T @ x, "param[1]": r[0]}
+    for result in (bottom, weights, bias):
+        assert len(result.coords) == result.checked == 5
+        want = [expected[result.what][c] for c in result.coords]
+        np.testing.assert_allclose(result.analytic, want, rtol=1e-10)
+        np.testing.assert_allclose(result.numeric, want, rtol=1e-6, atol=1e-8)
+        a, n = np.array(result.analytic), np.array(result.numeric)
+        rel = np.abs(a - n) / np.maximum(np.maximum(np.abs(a), np.abs(n)), 1.0)
+        np.testing.assert_allclose(result.rel_errors, rel)
+        assert max(result.rel_errors) == result.max_rel_error
+        assert all(result.coord_passed(k) for k in range(5))
+
+
+def test_cancel_stops_between_coordinates_and_keeps_what_was_checked(make_net):
+    net = make_net(RELU_NET)
+    _set_inputs(net, np.random.default_rng(3).standard_normal((1, 2, 4)))
+    for i in range(2):
+        net.forward_layer(i)
+    asked = []
+
+    def cancel_after_seven() -> bool:
+        asked.append(1)
+        return len(asked) > 7
+
+    check = check_layer_in_net(net, 2, max_coords=5, cancel=cancel_after_seven)
+    assert check.cancelled
+    # 5 coordinates of the bottom, 2 of the weights, nothing of the bias.
+    assert [(r.what, r.checked) for r in check.results] == [("bottom[0]", 5), ("param[0]", 2)]
+    assert len(asked) == 8
+    whole = check_layer_in_net(net, 2, max_coords=5, cancel=lambda: False)
+    assert not whole.cancelled and [r.what for r in whole.results] == [
+        "bottom[0]", "param[0]", "param[1]"]
+    assert whole.results[0] == check.results[0]
+
+
+def test_check_net_stops_at_the_cancelled_layer(make_net):
+    net = make_net(RELU_NET)
+    _set_inputs(net, np.random.default_rng(3).standard_normal((1, 2, 4)))
+    asked = []
+
+    def cancel_in_the_third_layer() -> bool:
+        asked.append(1)
+        return len(asked) > 2  # asked once before data, once before label, then in ip
+
+    results = check_net(net, max_coords=5, cancel=cancel_in_the_third_layer)
+    assert [r.layer for r in results] == ["data", "label"]
