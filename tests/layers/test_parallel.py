@@ -50,3 +50,47 @@ def test_every_part_runs_once_and_an_error_in_a_part_is_raised(monkeypatch):
 
     with pytest.raises(ValueError, match="part failed"):
         _parallel.parallel_parts(fail, 10, 1 << 20)
+
+
+def _in_threads(monkeypatch, run):
+    """``run()`` with 1, 2 and 3 parts (every size split): the three results."""
+    monkeypatch.setattr(_parallel, "MIN_ELEMENTS", 1)
+    results = {}
+    for threads in ("1", "2", "3"):
+        monkeypatch.setenv("BPINSPECT_NUM_THREADS", threads)
+        results[threads] = [np.array(a, copy=True) for a in run()]
+    return results
+
+
+def _assert_bitwise_equal(results):
+    for threads in ("2", "3"):
+        for got, want in zip(results[threads], results["1"], strict=True):
+            assert got.dtype == want.dtype
+            np.testing.assert_array_equal(got.view(np.uint8), want.view(np.uint8))
+
+
+@pytest.mark.parametrize("spec", ["kernel_size: 3 stride: 2",  # pool1-like, no clipping
+                                  "kernel_size: 3 stride: 2 pad: 1",  # clipped windows
+                                  "kernel_h: 2 kernel_w: 3 stride: 1"])
+def test_max_pooling_in_parts_equals_one_thread(monkeypatch, spec):
+    from ._util import make_layer, run_forward
+
+    rng = np.random.default_rng(1)
+    x = rng.integers(-3, 4, (3, 5, 11, 10)).astype(np.float32)  # ties: the first must win
+    x[0, 0, :3, :3] = np.nan  # NaN never wins
+    x[1, 2, :4, :4] = -np.finfo(np.float32).max  # nothing above -FLT_MAX: argmax -1
+    x[2, 1, 2, 2] = -0.0
+    dtop = {}
+
+    def run():
+        layer = make_layer(f'name: "p" type: "Pooling" pooling_param {{ pool: MAX {spec} }}')
+        (top,), bottoms, tops = run_forward(layer, [x])
+        if not dtop:
+            dtop["diff"] = rng.standard_normal(top.shape).astype(np.float32)
+        tops[0].diff = dtop["diff"]
+        layer.backward(tops, [True], bottoms)
+        return top, layer.internals()["argmax"], bottoms[0].diff
+
+    results = _in_threads(monkeypatch, run)
+    _assert_bitwise_equal(results)
+    assert (results["1"][1] == -1).any() and np.isnan(x).any()
