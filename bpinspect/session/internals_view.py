@@ -306,6 +306,76 @@ def softmax_view(layer_name: str, layer: Any, top: Array | None, k: int) -> Soft
     ])
 
 
+# What each recurrent state is, and the asymptotes where it passes little gradient.
+RECURRENT_STATES: dict[str, tuple[str, tuple[float, float] | None]] = {
+    "i": ("input gate, sigmoid", (0.0, 1.0)),
+    "f": ("forget gate, sigmoid (before cont)", (0.0, 1.0)),
+    "o": ("output gate, sigmoid", (0.0, 1.0)),
+    "g": ("cell input, tanh", (-1.0, 1.0)),
+    "c": ("cell state", None),
+    "h": ("hidden state", None),
+}
+RNN_STATES: dict[str, tuple[str, tuple[float, float] | None]] = {
+    "h": ("hidden state, tanh", (-1.0, 1.0)),
+    "o": ("output, tanh", (-1.0, 1.0)),
+}
+SATURATION_MARGIN = 0.01  # as session.units: within 1% of an asymptote
+
+
+@dataclass(frozen=True)
+class RecurrentView:
+    """One item's gates or states of an LSTM, RNN or LSTMUnit over its time steps."""
+
+    layer: str
+    type: str  # "LSTM" | "RNN" | "LSTMUnit"
+    names: tuple[str, ...]  # the gates / states, in the layer's order
+    descriptions: tuple[str, ...]
+    shape: tuple[int, int, int]  # (T, N, H) of each
+    n: int
+    index: int  # the one shown: names[index]
+    plane: np.ndarray  # (T, H): names[index] of item n, time down, units across
+    stats: BlobStats  # of names[index] over every step and item
+    time_mean: dict[str, np.ndarray]  # per name: (T,) mean over the units of item n
+    saturated: dict[str, float]  # per bounded name: fraction of all values saturated
+    resets: tuple[int, ...]  # time steps where item n's cont is 0 (a new sequence starts)
+
+
+def recurrent_view(layer: Any, n: int, index: int, cont: Array | None) -> RecurrentView:
+    """The gates (LSTM, LSTMUnit: i, f, o, g; LSTM also c, h) or states (RNN: h, o) the
+    layer's forward kept for its backward; ``cont`` (T, N) marks the sequence starts."""
+    kept = layer.internals() if hasattr(layer, "internals") else {}
+    table = RNN_STATES if layer.type == "RNN" else RECURRENT_STATES
+    names = tuple(name for name in table if name in kept)
+    if not names:
+        raise BpinspectError(f"layer {layer.name!r}: no gates kept (it has not run forward)")
+    first = kept[names[0]]
+    shape = tuple(int(d) for d in first.shape)
+    if len(shape) != 3:
+        raise BpinspectError(f"layer {layer.name!r}: gates of shape {shape}, not (T, N, H)")
+    # The plane views share one item and channel: keep both within this layer's.
+    n, index = min(max(n, 0), shape[1] - 1), min(max(index, 0), len(names) - 1)
+    xp = get_array_module(first)
+    time_mean, saturated = {}, {}
+    for name in names:
+        values = kept[name]
+        time_mean[name] = to_host(xp.mean(values[:, n], axis=1, dtype=xp.float64))
+        bounds = table[name][1]
+        if bounds is not None:
+            low, high = bounds
+            span = (high - low) * SATURATION_MARGIN
+            near = (values < low + span) | (values > high - span)
+            saturated[name] = float(xp.count_nonzero(near)) / max(int(values.size), 1)
+    resets: tuple[int, ...] = ()
+    if cont is not None and tuple(cont.shape[:2]) == shape[:2]:
+        resets = tuple(int(t) for t in np.flatnonzero(to_host(cont[:, n]) == 0))
+    shown = kept[names[index]]
+    return RecurrentView(
+        layer=layer.name, type=layer.type, names=names,
+        descriptions=tuple(table[name][0] for name in names), shape=shape,  # type: ignore[arg-type]
+        n=n, index=index, plane=to_host(shown[:, n]).astype(np.float64),
+        stats=compute_stats(shown), time_mean=time_mean, saturated=saturated, resets=resets)
+
+
 def _check_index(layer: str, what: str, value: int, size: int) -> None:
     if not 0 <= value < size:
         raise BpinspectError(f"layer {layer!r}: {what} {value} is outside 0..{size - 1}")

@@ -107,6 +107,18 @@ class LayerViews:
     def _forward_done(self, i: int) -> bool:
         return self.cursor > i
 
+    def recurrent_view(self, layer: str, n: int = 0,
+                       index: int = 0) -> iv.RecurrentView | None:
+        """An LSTM's, RNN's or LSTMUnit's gates over time for item ``n`` (None before its
+        forward); the sequence starts come from its ``cont`` bottom."""
+        i, obj = self._layer_for_view(layer, ("LSTM", "RNN", "LSTMUnit"))
+        if not self._forward_done(i):
+            return None
+        bottoms = self.net.bottom_names[layer]
+        at = 2 if obj.type == "LSTMUnit" else 1
+        cont = self.net.blobs[bottoms[at]].data if len(bottoms) > at else None
+        return iv.recurrent_view(obj, n, index, cont)
+
     def lrn_view(self, layer: str, n: int = 0, c: int = 0) -> iv.LRNView | None:
         i, obj = self._layer_for_view(layer, ("LRN",))
         if not self._forward_done(i):

@@ -32,6 +32,7 @@ from bpinspect.session.units import UNIT_LAYER_TYPES, UnitRow, session_units, un
 
 # Tabs beside the blob panel. Internals tabs show for the layer types that have them.
 TAB_LRN = "tab-lrn"
+TAB_GATES = "tab-gates"  # an LSTM's / RNN's gates over time
 TAB_POOLING = "tab-pooling"
 TAB_CONCAT = "tab-concat"
 TAB_DROPOUT = "tab-dropout"
@@ -42,7 +43,7 @@ TAB_TRAINING = "tab-training"  # a training session only: loss, rate, update rat
 TAB_BATCH = "tab-batch"  # a net with a data layer: the images it read, with labels
 TAB_UNITS = "tab-units"  # dead / saturated units of every ReLU, Sigmoid, TanH layer
 TAB_DEPTH = "tab-depth"  # every layer's top data or diff as a heat strip, one range
-INTERNALS_TABS = (TAB_LRN, TAB_POOLING, TAB_CONCAT, TAB_DROPOUT, TAB_SOFTMAX)
+INTERNALS_TABS = (TAB_LRN, TAB_POOLING, TAB_CONCAT, TAB_DROPOUT, TAB_SOFTMAX, TAB_GATES)
 INTERNALS_TAB_OF_TYPE = {
     "LRN": TAB_LRN,
     "Pooling": TAB_POOLING,
@@ -52,6 +53,9 @@ INTERNALS_TAB_OF_TYPE = {
     "Dropout": TAB_DROPOUT,
     "Softmax": TAB_SOFTMAX,
     "SoftmaxWithLoss": TAB_SOFTMAX,
+    "LSTM": TAB_GATES,
+    "RNN": TAB_GATES,
+    "LSTMUnit": TAB_GATES,
 }
 DEFAULT_BINS = 48
 
@@ -696,6 +700,9 @@ def internals(session: Session, request: ViewRequest, panel: LayerPanel | None,
             return InternalsData(tab, layer, view=session.dropout_view(layer, request.item))
         if tab == TAB_SOFTMAX:
             return InternalsData(tab, layer, view=session.softmax_view(layer, k=5))
+        if tab == TAB_GATES:
+            return InternalsData(tab, layer, view=session.recurrent_view(
+                layer, request.item, request.channel))
     except BpinspectError as exc:
         return InternalsData(tab, layer, message=str(exc))
     return InternalsData(tab, layer, message="nothing to show")

@@ -26,6 +26,7 @@ from bpinspect.tui.view_data import (
     TAB_DEPTH,
     TAB_DROPOUT,
     TAB_FLOW,
+    TAB_GATES,
     TAB_LRN,
     TAB_POOLING,
     TAB_SALIENCY,
@@ -42,6 +43,7 @@ from bpinspect.tui.widgets.blob_panel import BlobPanel
 from bpinspect.tui.widgets.concat_pane import ConcatPane
 from bpinspect.tui.widgets.depth_pane import DepthPane
 from bpinspect.tui.widgets.dropout_pane import DropoutPane
+from bpinspect.tui.widgets.gates_pane import GatesPane
 from bpinspect.tui.widgets.gradient_flow import GradientFlow
 from bpinspect.tui.widgets.layer_list import HEADING, LEGEND, LayerList
 from bpinspect.tui.widgets.lrn_pane import LRNPane
@@ -187,6 +189,8 @@ class MainScreen(Screen[None]):
                         yield DropoutPane(id="dropout")
                     with TabPane("Softmax", id=TAB_SOFTMAX):
                         yield SoftmaxPane(id="softmax")
+                    with TabPane("Gates over time", id=TAB_GATES):
+                        yield GatesPane(id="gates")
                     with TabPane("Saliency", id=TAB_SALIENCY):
                         yield SaliencyPane(id="saliency")
                     with TabPane("Gradient flow", id=TAB_FLOW):
@@ -636,6 +640,8 @@ class MainScreen(Screen[None]):
             self.query_one(DropoutPane).show(view, batch, message)
         elif internals.tab == TAB_SOFTMAX:
             self.query_one(SoftmaxPane).show(view, message)
+        elif internals.tab == TAB_GATES:
+            self.query_one(GatesPane).show(view, message)
         elif internals.tab == TAB_SALIENCY:
             self.query_one(SaliencyPane).show(view, internals.extra, message)
         elif internals.tab == TAB_FLOW:
