@@ -257,6 +257,7 @@ class ViewRequest:
     channel: int = 0  # channel of the LRN and pooling views
     pool_cell: tuple[int, int] = (0, 0)  # output cell (y, x) of the pooling view
     depth_kind: str = "data"  # what the depth tab shows: "data" | "diff"
+    depth_per_layer: bool = False  # the depth tab: each strip over its own range
 
 
 @dataclass(frozen=True)
@@ -666,7 +667,8 @@ def internals(session: Session, request: ViewRequest, panel: LayerPanel | None,
         if tab == TAB_FLOW:
             return InternalsData(tab, layer, view=tuple(session.gradient_flow()))
         if tab == TAB_DEPTH:
-            return InternalsData(tab, layer, view=depth_histograms(session, request.depth_kind))
+            return InternalsData(tab, layer, view=depth_histograms(
+                session, request.depth_kind, per_layer=request.depth_per_layer))
         if tab == TAB_UNITS:
             rows = tuple(session_units(session))
             series = {} if units is None else {r.layer: units.series(r.layer) for r in rows}

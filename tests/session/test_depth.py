@@ -35,3 +35,29 @@ def test_shared_range_and_counts_match_numpy() -> None:
     assert not np.array_equal(relu.histogram.counts, conv.histogram.counts)
     diff = depth_histograms(session, "diff")
     assert diff.kind == "diff" and diff.value_range is not None
+
+
+def test_per_layer_ranges_match_numpy() -> None:
+    session = make_session("lrn_pool.prototxt", top_diff=["ip=onehot:3"])
+    session.continue_()
+    shared = depth_histograms(session, "diff", bins=12)
+    view = depth_histograms(session, "diff", bins=12, per_layer=True)
+    assert view.per_layer and view.value_range == shared.value_range
+    net = session.net
+    checked = 0
+    for s in view.strips:
+        if s.histogram is None:
+            continue
+        a = to_host(session.array(net.top_names[s.layer][0], "diff"))
+        lo, hi = float(a.min()), float(a.max())
+        assert s.value_range == (lo, hi)
+        counts, _ = np.histogram(a, bins=12, range=(lo, hi))
+        np.testing.assert_array_equal(s.histogram.counts, counts)
+        checked += 1
+    assert checked >= 3
+    # Over the shared range the narrowest layer's values crowd into a few bins; over
+    # its own they spread over many.
+    narrow = min((s for s in view.strips if s.histogram is not None),
+                 key=lambda s: s.value_range[1] - s.value_range[0])
+    same = next(s for s in shared.strips if s.layer == narrow.layer)
+    assert np.count_nonzero(narrow.histogram.counts) > np.count_nonzero(same.histogram.counts)

@@ -1,10 +1,12 @@
-"""The Depth tab: a heat strip per layer over one range; d toggles data and diff."""
+"""The Depth tab: a heat strip per layer over one range (D: each its own); d toggles data
+and diff."""
 
 from __future__ import annotations
 
 import numpy as np
 from textual.widgets import TabbedContent
 
+from bpinspect.tui.formatting import fmt_num
 from bpinspect.tui.view_data import TAB_DEPTH
 from bpinspect.tui.widgets.depth_pane import DepthPane, heat_cells
 
@@ -35,6 +37,18 @@ async def test_depth_tab_strips_and_toggle() -> None:
         await pilot.press("d")
         await settle(pilot)
         assert pane.view.kind == "data"
+        await pilot.press("D")  # each layer over its own range, written beside it
+        await settle(pilot)
+        assert pane.view.per_layer
+        text = shown(pane)
+        assert "each layer over its own range" in text
+        conv = next(s for s in pane.view.strips if s.layer == "conv1")
+        line = next(row for row in text.splitlines() if row.startswith("conv1 "))
+        lo, hi = conv.value_range
+        assert f"{fmt_num(lo)} … {fmt_num(hi)}" in line
+        await pilot.press("D")
+        await settle(pilot)
+        assert not pane.view.per_layer and "one range [" in shown(pane)
 
 
 def test_heat_cells() -> None:

@@ -102,6 +102,8 @@ class MainScreen(Screen[None]):
                 tooltip="Histogram heights: counts or log10(1 + count)"),
         Binding("d", "toggle_depth_kind", "depth data/diff", show=False, id="depth-kind",
                 tooltip="The Depth tab: every layer's top data, or diff"),
+        Binding("D", "toggle_depth_range", "depth range", show=False, id="depth-range",
+                tooltip="The Depth tab: one range for every layer, or each layer's own"),
         Binding("g", "gradient_check", "gradcheck", show=False, id="gradient-check",
                 tooltip="Check the selected layer's backward numerically (float64)"),
         Binding("N", "notes", "notes", show=False, id="notes",
@@ -129,6 +131,7 @@ class MainScreen(Screen[None]):
     | e / E | Export the selected blob / every blob. |
     | l | Log histogram. |
     | d | Depth tab: top data or diff across the net. |
+    | D | Depth tab: one shared range, or each layer's own. |
     | g | Gradient check of the selected layer (escape cancels). |
     | N | Every note of the session (the line over the status line shows the newest). |
     | m | Zoom the focused pane to the whole screen, and back. |
@@ -402,6 +405,12 @@ class MainScreen(Screen[None]):
         from bpinspect.tui.screens.gradcheck import GradCheckScreen
 
         self.app.push_screen(GradCheckScreen(event.check, event.eps, event.threshold))
+
+    def action_toggle_depth_range(self) -> None:
+        per_layer = not self.bpinspect.request.depth_per_layer
+        self._request(depth_per_layer=per_layer)
+        self.status.show("depth tab: " + ("each layer over its own range" if per_layer
+                                          else "every layer over one range"))
 
     def action_toggle_depth_kind(self) -> None:
         kind = "diff" if self.bpinspect.request.depth_kind == "data" else "data"

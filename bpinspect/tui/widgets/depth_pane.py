@@ -1,5 +1,6 @@
 """Histograms across depth: a heat strip per layer of its top's data (or diff) over one
-shared range, log counts, so an exploding or vanishing gradient is seen at once."""
+shared range (or, D, each over its own, written beside it), log counts, so an exploding
+or vanishing gradient is seen at once."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ def heat_cells(heights: np.ndarray, top: float) -> str:
 
 
 class DepthPane(Static):
-    """``conv1  ░▒▓█▓▒░`` per layer, under the shared range."""
+    """``conv1  ░▒▓█▓▒░`` per layer, under the shared range (or beside its own)."""
 
     COMPONENT_CLASSES: ClassVar[set[str]] = {"depth-pane--strip", "depth-pane--muted"}
     """
@@ -65,8 +66,10 @@ class DepthPane(Static):
             out.append(f"top {view.kind} across depth: no values yet   d: {other}", style=muted)
             return out
         lo, hi = view.value_range
-        out.append(f"top {view.kind} across depth, log counts, one range "
-                   f"[{fmt_num(lo)}, {fmt_num(hi)}]   d: {other}\n", style=muted)
+        ranges = ("each layer over its own range (right)   D: one range" if view.per_layer
+                  else f"one range [{fmt_num(lo)}, {fmt_num(hi)}]   D: each layer's own")
+        out.append(f"top {view.kind} across depth, log counts, {ranges}   d: {other}\n",
+                   style=muted)
         name_w = max(len(s.layer) for s in view.strips)
         tops = [float(s.histogram.heights.max()) for s in view.strips
                 if s.histogram is not None and s.histogram.counts.size]
@@ -81,10 +84,13 @@ class DepthPane(Static):
             out.append("▕")
             out.append(heat_cells(s.histogram.heights, top), style=strip_style)
             out.append("▏")
+            if view.per_layer and s.value_range is not None:
+                out.append(f" {fmt_num(s.value_range[0])} … {fmt_num(s.value_range[1])}",
+                           style=muted)
             if s.histogram.nonfinite:
                 out.append(f" {s.histogram.nonfinite} NaN/Inf")
             out.append("\n")
-        if bins:
+        if bins and not view.per_layer:
             left, right = fmt_num(lo), fmt_num(hi)
             out.append(" " * (name_w + 2) + left + right.rjust(max(bins - len(left), 1)),
                        style=muted)
