@@ -255,20 +255,24 @@ def plan(
 
 def _im2col_bytes(layer: Any, bottom_shapes: Sequence[Shape], top_shapes: Sequence[Shape],
                   itemsize: int) -> int:
-    """The col buffer a Convolution (or Deconvolution) lays out, in bytes."""
+    """The col buffer a Convolution (or Deconvolution) lays out, in bytes: 2-D
+    (``layers/conv.py``) or N-D (``layers/conv_nd.py``: any number of spatial axes
+    after its ``channel_axis``, the axes before it folded into the images)."""
     geometry = getattr(layer, "geometry", None)
     if geometry is None or getattr(layer, "type", "") not in ("Convolution", "Deconvolution"):
         return 0
     from bpinspect.layers.conv import COL_BUDGET
 
+    kernel = getattr(geometry, "kernel", None) or (geometry.kh, geometry.kw)
+    axis = int(getattr(layer, "channel_axis", 1))
     transposed = bool(getattr(layer, "transposed", False))
-    shapes = top_shapes if transposed else bottom_shapes  # the conv input
-    if not shapes or len(shapes[0]) != 4:
+    conv_in, conv_out = (top_shapes, bottom_shapes) if transposed else (bottom_shapes, top_shapes)
+    if not conv_in or not conv_out or len(conv_in[0]) != axis + 1 + len(kernel):
         return 0
-    n, c, h, w = (int(d) for d in shapes[0])
-    out = (top_shapes if not transposed else bottom_shapes)[0]
-    ho, wo = int(out[2]), int(out[3])
-    per_image = c * geometry.kh * geometry.kw * ho * wo * itemsize
+    n = math.prod(int(d) for d in conv_in[0][:axis])
+    c = int(conv_in[0][axis])
+    out_cells = math.prod(int(d) for d in conv_out[0][axis + 1:])
+    per_image = c * math.prod(kernel) * out_cells * itemsize
     if n <= 0 or per_image <= 0:
         return 0
     chunks = max(1, -(-n * per_image // COL_BUDGET))

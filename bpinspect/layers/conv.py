@@ -24,6 +24,9 @@ its forward is the col2im product above and its backward the im2col one.
 Param diffs accumulate (+=), as in Caffe; bottom diffs are assigned. The
 batch is folded into each GEMM (Caffe runs one GEMM per image), in chunks
 of at most ``COL_BUDGET`` bytes of col matrix.
+
+This is the fast path for (N, C, H, W) bottoms with channel axis 1; setup
+hands any other bottom (1-D, 3-D, ``axis`` other than 1) to ``conv_nd``.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from typing import Any, ClassVar
 
 from bpinspect.backend import Array, get_array_module
 from bpinspect.engine.blob import Blob
+from bpinspect.layers import conv_nd
 from bpinspect.layers._im2col import Geometry, col2im, im2col, scratch
 from bpinspect.layers.base import Layer, Shape
 from bpinspect.layers.registry import register
@@ -74,11 +78,13 @@ class _ConvolutionBase(Layer):
         self.bias_term = bool(p.bias_term)
         self.group = int(p.group)
         self.axis = int(p.axis)
-        kh, kw = _spatial(self, p, "kernel_size", "kernel", None)
-        sh, sw = _spatial(self, p, "stride", "stride", 1)
-        ph, pw = _spatial(self, p, "pad", "pad", 0)
-        dh, dw = _spatial(self, p, "dilation", None, 1)
-        self.geometry = Geometry(kh, kw, sh, sw, ph, pw, dh, dw)
+        self.geometry: Geometry | None = None  # None: > 2 values, for conv_nd to read
+        if conv_nd.fits_2d(p):
+            kh, kw = _spatial(self, p, "kernel_size", "kernel", None)
+            sh, sw = _spatial(self, p, "stride", "stride", 1)
+            ph, pw = _spatial(self, p, "pad", "pad", 0)
+            dh, dw = _spatial(self, p, "dilation", None, 1)
+            self.geometry = Geometry(kh, kw, sh, sw, ph, pw, dh, dw)
         self._weight_filler = p.weight_filler if p.HasField("weight_filler") else None
         self._bias_filler = p.bias_filler if p.HasField("bias_filler") else None
         self.conv_in = self.conv_out = 0  # channels of the conv input / output (setup)
@@ -93,13 +99,11 @@ class _ConvolutionBase(Layer):
     def setup(self, bottom_shapes: list[Shape]) -> list[Shape]:
         g = self.geometry
         shape = tuple(bottom_shapes[0])
-        if len(shape) != 4:
-            self.fail(f"takes a 4-D bottom (N, C, H, W), got shape {shape}")
+        if len(shape) != 4 or self.axis not in (1, -3) or g is None:
+            return conv_nd.hand_over(self).setup(bottom_shapes)  # not (N, C, H, W): N-D
         for other in bottom_shapes[1:]:
             if tuple(other) != shape:
                 self.fail(f"all bottoms must have one shape: {shape} vs {tuple(other)}")
-        if self.axis not in (1, -3):
-            self.fail(f"axis {self.axis} is not supported (only 1, the channel axis)")
         if set(self.param.bottom) & set(self.param.top):
             self.fail("cannot run in place (bottom and top must differ)")
         if min(g.kh, g.kw) <= 0:

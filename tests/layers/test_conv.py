@@ -220,8 +220,9 @@ def test_param_fillers_come_from_the_prototxt():
         ("num_output: 3 kernel_size: 3 group: 2", (1, 4, 5, 5), "group 2 must divide"),
         ("num_output: 4 kernel_size: 7", (1, 3, 5, 5), "leaves no output"),
         ("num_output: 4 kernel_size: 3 dilation: 3", (1, 3, 6, 6), "leaves no output"),
-        ("num_output: 4 kernel_size: 3 axis: 2", (1, 3, 5, 5), "axis 2 is not supported"),
-        ("num_output: 4 kernel_size: 3", (3, 5, 5), "4-D bottom"),
+        # Not (N, C, H, W) with channel axis 1: handed to conv_nd, whose checks name the layer
+        ("num_output: 4 kernel_size: 3 axis: 4", (1, 3, 5, 5), "axis 4 is out of range"),
+        ("num_output: 4 kernel_size: 3 kernel_size: 3", (3, 5, 5), "kernel_size has 2 values"),
         ("kernel_size: 3", (1, 3, 5, 5), "num_output"),
         ("num_output: 4 kernel_h: 3", (1, 3, 5, 5), "kernel size must be > 0"),
         ("num_output: 4 kernel_size: 3 stride_h: 2", (1, 3, 5, 5), "stride and dilation"),
@@ -240,7 +241,6 @@ def test_bad_parameters_at_setup_name_the_layer(text, shape, message):
         ("num_output: 4", "kernel_size \\(or kernel_h and kernel_w\\) must be given"),
         ("num_output: 4 kernel_size: 3 kernel_h: 3 kernel_w: 3", "either kernel_size or"),
         ("num_output: 4 kernel_size: 3 pad: 1 pad_h: 1", "either pad or pad_h"),
-        ("num_output: 4 kernel_size: 3 kernel_size: 3 kernel_size: 3", "takes 1 or 2"),
     ],
 )
 def test_bad_spatial_fields_name_the_layer(text, message):
