@@ -15,8 +15,9 @@ into the GEMM's columns (Caffe's col buffer is this matrix for N = 1).
 
 ``im2col`` copies a strided view of the zero-padded input (no loop over
 pixels). ``col2im`` is its adjoint: it adds each of the kh * kw kernel
-offsets' slabs back into the image with one strided slice add per offset,
-clipped to the image (no scatter, no padded buffer).
+offsets' slabs back into the image with one slice add per offset, clipped to
+the image (no scatter, no padded buffer); with a stride, into the image's
+stride phases (unit-stride adds), interleaved back at the end.
 
 ``scratch`` hands out reusable temporaries so that the large col matrices
 are not allocated (and page-faulted) on every call.
@@ -142,17 +143,38 @@ def col2im(col: Array, shape: tuple[int, int, int, int], g: Geometry,
     if out is None:
         out = xp.empty(shape, dtype=col.dtype)
     slabs = col.reshape(c, g.kh, g.kw, n, ho, wo)
+    strided = g.sh > 1 or g.sw > 1
+    hp, wp = -(-h // g.sh), -(-w // g.sw)  # the largest phase plane
 
     def images(n0: int, n1: int) -> None:  # images n0..n1 of out: disjoint, summed alone
         part = out[n0:n1]
-        part.fill(0)
+        if strided:
+            # The sum in phase planes, phase[r, t] = part[..., r::sh, t::sw]: each offset's
+            # slab then lands on a unit-stride block instead of a strided one. Every
+            # element gets the same terms in the same order from 0, so the sum is bit for
+            # bit the one in place; the planes are written back interleaved at the end.
+            phases = scratch("col2im.phases", (g.sh, g.sw, n1 - n0, c, hp, wp), col.dtype, np)
+            phases.fill(0)
+        else:
+            part.fill(0)
         for i in range(g.kh):
             for j in range(g.kw):
                 where = offset_slices(g, h, w, ho, wo, i, j)
                 if where is None:
                     continue
                 (ys, xs), (rows, cols) = where
-                part[:, :, rows, cols] += slabs[:, i, j, n0:n1, ys, xs].transpose(1, 0, 2, 3)
+                slab = slabs[:, i, j, n0:n1, ys, xs].transpose(1, 0, 2, 3)
+                if strided:
+                    a, r = divmod(rows.start, g.sh)
+                    b, t = divmod(cols.start, g.sw)
+                    phases[r, t, :, :, a:a + ys.stop - ys.start, b:b + xs.stop - xs.start] += slab
+                else:
+                    part[:, :, rows, cols] += slab
+        if strided:
+            for r in range(g.sh):
+                for t in range(g.sw):
+                    plane = part[:, :, r::g.sh, t::g.sw]
+                    np.copyto(plane, phases[r, t, :, :, :plane.shape[2], :plane.shape[3]])
 
     parallel_parts(images, n, out.size)
     return out

@@ -41,12 +41,13 @@ def im2col_loops(x, geometry):
 
 
 def col2im_loops(col, shape, geometry):
-    """Each col entry added back to the pixel it was read from."""
+    """Each col entry added back to the pixel it was read from, in kernel-offset order
+    from 0, in col's dtype."""
     kh, kw, sh, sw, ph, pw, dh, dw = geometry
     n, c, h, w = shape
     ho = (h + 2 * ph - (dh * (kh - 1) + 1)) // sh + 1
     wo = (w + 2 * pw - (dw * (kw - 1) + 1)) // sw + 1
-    x = np.zeros(shape)
+    x = np.zeros(shape, dtype=col.dtype)
     for ci in range(c):
         for i in range(kh):
             for j in range(kw):
@@ -79,6 +80,18 @@ def test_col2im_matches_loops_and_is_the_adjoint(geometry, shape, xp):
     # <im2col(x), col> == <x, col2im(col)>: the backward of im2col is col2im.
     lhs = float((to_host(im2col(xp.asarray(x), g)) * col).sum())
     assert lhs == pytest.approx(float((x * back).sum()), rel=1e-12)
+
+
+@pytest.mark.parametrize("geometry, shape", GEOMETRIES)
+def test_col2im_in_float32_is_the_loops_sum_bit_for_bit(geometry, shape):
+    # Each pixel's terms are added from 0 in kernel-offset order (in place, or in the
+    # stride phases of a strided geometry): the same float32 roundings as the loops.
+    g = Geometry(*geometry)
+    ho, wo = g.out_size(*shape[2:])
+    col = np.random.default_rng(2).standard_normal(
+        (shape[1] * g.kh * g.kw, shape[0] * ho * wo)).astype(np.float32)
+    back = col2im(col, shape, g, out=np.full(shape, np.nan, dtype=np.float32))
+    np.testing.assert_array_equal(back, col2im_loops(col, shape, geometry))
 
 
 def test_col2im_overwrites_the_given_output(xp):
