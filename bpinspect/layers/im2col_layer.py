@@ -12,8 +12,8 @@ im2col matrix (rows channel-major, then kernel row, then kernel column; see
 ``convolution_param`` gives kernel, stride, pad and dilation (square, or
 ``_h``/``_w``), with Caffe's output size ``(H + 2 pad - (dilation (k - 1) + 1)) /
 stride + 1``. Only 2 spatial axes (a 4-axis bottom, channel axis 1) are
-supported, as in bpinspect's Convolution; ``force_nd_im2col`` changes how Caffe
-computes, not what, and is accepted.
+supported (Convolution also takes N-D bottoms, see ``conv_nd``);
+``force_nd_im2col`` changes how Caffe computes, not what, and is accepted.
 """
 
 from __future__ import annotations

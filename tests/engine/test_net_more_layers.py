@@ -162,3 +162,49 @@ def test_loss_net_reads_its_infogain_matrix_beside_the_net(tmp_path, monkeypatch
         analytic = to_host(w.diff).copy()
         coords = sample_coords(tuple(w.shape), 6, 0)
         assert_close([analytic[c] for c in coords], numerical_gradient(loss, w.data, coords, EPS))
+
+
+
+VOLUME_NET = """
+name: "volumes"
+force_backward: true
+layer { name: "data" type: "Input" top: "data" top: "target"
+        input_param { shape { dim: 2 dim: 2 dim: 4 dim: 5 dim: 5 }
+                      shape { dim: 2 dim: 3 dim: 4 dim: 2 dim: 4 } } }
+layer { name: "conv3d" type: "Convolution" bottom: "data" top: "conv3d"
+        convolution_param { num_output: 4 kernel_size: 3 kernel_size: 2 kernel_size: 3
+                            pad: 1 stride: 2 group: 2 } }
+layer { name: "up3d" type: "Deconvolution" bottom: "conv3d" top: "up3d"
+        convolution_param { num_output: 3 kernel_size: 2 stride: 2 } }
+layer { name: "seq" type: "Convolution" bottom: "up3d" top: "seq"
+        convolution_param { num_output: 2 kernel_size: 3 axis: 3 } }
+layer { name: "loss" type: "EuclideanLoss" bottom: "seq" bottom: "target" top: "loss" }
+"""
+
+
+def test_a_3d_convolution_net_backward_matches_central_differences(xp):
+    # 3-D convolution and deconvolution, then a 1-D one along the last axis (axis 3: the
+    # 6 cells of the 4th axis are its channels, the 2 x 3 x 4 leading cells its images).
+    net = Net(parse_net(VOLUME_NET, "<test>"), dtype=np.float64, device=device_of(xp))
+    assert net.blobs["conv3d"].shape == (2, 4, 2, 3, 3)  # (4+2-3)/2+1, (5+2-2)/2+1, (5+2-3)/2+1
+    assert net.blobs["up3d"].shape == (2, 3, 4, 6, 6)  # 2 * (S - 1) + 2
+    assert net.blobs["seq"].shape == (2, 3, 4, 2, 4)  # 6 - 3 + 1
+    assert net.params["seq"][0].shape == (2, 6, 3)
+    rng = np.random.default_rng(1)
+    net.forward(data=rng.standard_normal(net.blobs["data"].shape),
+                target=rng.standard_normal(net.blobs["target"].shape))
+
+    def loss() -> float:
+        net.forward()
+        return net.loss
+
+    loss()
+    net.clear_param_diffs()
+    net.backward()
+    blobs = [net.blobs["data"]] + [p for name in ("conv3d", "up3d", "seq")
+                                   for p in net.params[name]]
+    analytic = [to_host(b.diff).copy() for b in blobs]
+    for blob, diff in zip(blobs, analytic, strict=True):
+        coords = sample_coords(tuple(blob.shape), 8, 0)
+        numeric = numerical_gradient(loss, blob.data, coords, EPS)
+        assert_close([diff[c] for c in coords], numeric)
