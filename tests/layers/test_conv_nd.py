@@ -310,7 +310,7 @@ def test_the_2d_case_keeps_the_2d_path_and_agrees_with_the_nd_code(case):
     nd_class = conv_nd.DeconvolutionNd if layer_type == "Deconvolution" else conv_nd.ConvolutionNd
     nd = nd_class(two_d.param, "test")  # the N-D code run directly on the (N, C, H, W) bottom
     assert two_d.setup([shape]) == nd.setup([shape])
-    assert type(two_d) is conv.Convolution or type(two_d) is conv.Deconvolution  # not handed
+    assert type(two_d) in (conv.Convolution, conv.Deconvolution)  # not handed over
     assert two_d.param_shapes == nd.param_shapes
     rng = np.random.default_rng(11)
     x = rng.standard_normal(shape)
