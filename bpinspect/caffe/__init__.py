@@ -9,7 +9,8 @@
 ``Net`` (``bpinspect.caffe.net``), the solvers and ``get_solver``
 (``bpinspect.caffe.solver``), ``io`` (``bpinspect.caffe.io``),
 ``proto.caffe_pb2``, ``NetSpec`` / ``layers`` / ``params`` / ``to_proto``
-(``bpinspect.caffe.net_spec``), ``Classifier``, ``Layer`` (the base class
+(``bpinspect.caffe.net_spec``), ``Classifier``, ``Detector``, ``draw`` (a net as a
+Graphviz graph), ``coord_map`` (``crop`` for NetSpec tops), ``Layer`` (the base class
 of Python layers), ``TRAIN`` and ``TEST``, ``set_mode_cpu`` /
 ``set_mode_gpu`` / ``set_device`` / ``set_random_seed`` and
 ``layer_type_list``. A Python layer's module that
@@ -19,9 +20,10 @@ does ``import caffe`` gets this package when no Caffe is installed
 
 from __future__ import annotations
 
-from bpinspect.caffe import io, proto
+from bpinspect.caffe import coord_map, draw, io, proto
 from bpinspect.caffe._mode import set_device, set_mode_cpu, set_mode_gpu, set_random_seed
 from bpinspect.caffe.classifier import Classifier
+from bpinspect.caffe.detector import Detector
 from bpinspect.caffe.net import Net
 from bpinspect.caffe.net_spec import NetSpec, layers, params, to_proto
 from bpinspect.caffe.solver import (
@@ -43,12 +45,15 @@ __all__ = [
     "AdaGradSolver",
     "AdamSolver",
     "Classifier",
+    "Detector",
     "Layer",
     "NesterovSolver",
     "Net",
     "NetSpec",
     "RMSPropSolver",
     "SGDSolver",
+    "coord_map",
+    "draw",
     "get_solver",
     "has_nccl",
     "init_log",
