@@ -16,8 +16,11 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
-__all__ = ["parallel_parts", "workers"]
+import numpy as np
+
+__all__ = ["flat_parts", "parallel_parts", "workers"]
 
 MIN_ELEMENTS = 1 << 16  # below this a part's work is less than handing it to a thread
 _pool: ThreadPoolExecutor | None = None
@@ -51,3 +54,19 @@ def parallel_parts(run: Callable[[int, int], None], total: int, elements: int) -
     run(bounds[0], bounds[1])  # this thread does the first part
     for future in futures:
         future.result()
+
+
+def flat_parts(run: Callable[..., None], *arrays: Any) -> bool:
+    """``run(*parts)`` over matching ranges of the flattened ``arrays`` (NumPy,
+    C-contiguous, one size: an element-wise loop and its output), split as
+    ``parallel_parts`` does. False, running nothing, where the arrays are not all such
+    (the caller then runs its loop whole)."""
+    if not all(isinstance(a, np.ndarray) and a.flags.c_contiguous for a in arrays):
+        return False
+    size = arrays[0].size
+    if any(a.size != size for a in arrays):
+        return False
+    flat = [a.reshape(-1) for a in arrays]
+    parallel_parts(lambda start, stop: run(*(f[start:stop] for f in flat)), size,
+                   size * len(arrays))
+    return True

@@ -31,6 +31,7 @@ import numpy as np
 
 from bpinspect.backend import Array, get_array_module
 from bpinspect.engine.blob import Blob
+from bpinspect.layers._parallel import flat_parts
 from bpinspect.layers.base import DrawsRandom, Layer, Shape
 from bpinspect.layers.registry import register
 
@@ -57,6 +58,11 @@ class ReLU(_Neuron):
         xp = get_array_module(bottom[0].data)
         x = bottom[0].data
         if self.negative_slope == 0:
+            if xp is np:  # split over the cores: each part is max(x, 0) of its elements
+                out = np.empty_like(x)
+                if flat_parts(lambda a, b: np.maximum(a, 0, out=b), x, out):
+                    top[0].data = out
+                    return
             top[0].data = xp.maximum(x, 0)
         else:
             top[0].data = xp.where(x > 0, x, x * x.dtype.type(self.negative_slope))
@@ -70,6 +76,11 @@ class ReLU(_Neuron):
         # NaN diff stays NaN where x <= 0. One multiply by the mask is also the fastest
         # form in NumPy (six times xp.where(x > 0, dy, dy * slope) on conv1's top).
         if self.negative_slope == 0:
+            if xp is np:  # split over the cores: each part is dy * (x > 0) of its elements
+                dx = np.empty_like(dy)
+                if flat_parts(lambda d, s, o: np.multiply(d, s > 0, out=o), dy, x, dx):
+                    bottom[0].diff = dx
+                    return
             bottom[0].diff = dy * (x > 0)
         else:
             one, slope = dy.dtype.type(1), dy.dtype.type(self.negative_slope)

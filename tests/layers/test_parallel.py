@@ -94,3 +94,33 @@ def test_max_pooling_in_parts_equals_one_thread(monkeypatch, spec):
     results = _in_threads(monkeypatch, run)
     _assert_bitwise_equal(results)
     assert (results["1"][1] == -1).any() and np.isnan(x).any()
+
+
+def test_relu_in_parts_equals_one_thread(monkeypatch):
+    from ._util import make_layer, run_forward
+
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((3, 4, 7, 5)).astype(np.float32)
+    x.flat[:4] = [np.nan, -0.0, 0.0, -np.inf]
+    dtop = rng.standard_normal(x.shape).astype(np.float32)
+    dtop.flat[4:6] = [np.nan, np.inf]
+
+    def run():
+        layer = make_layer('name: "r" type: "ReLU" bottom: "x" top: "x"')
+        (top,), bottoms, tops = run_forward(layer, [x])
+        tops[0].diff = dtop
+        layer.backward(tops, [True], bottoms)
+        return top, bottoms[0].diff
+
+    results = _in_threads(monkeypatch, run)
+    _assert_bitwise_equal(results)
+    np.testing.assert_array_equal(results["1"][0], np.maximum(x, 0))
+    np.testing.assert_array_equal(results["1"][1], dtop * (x > 0))
+
+
+def test_flat_parts_declines_what_it_cannot_split():
+    a = np.zeros((4, 6), dtype=np.float32)
+    assert not _parallel.flat_parts(lambda *p: None, a[:, ::2], np.zeros((4, 3)))
+    assert not _parallel.flat_parts(lambda *p: None, a, np.zeros(5))
+    assert _parallel.flat_parts(lambda p, q: np.add(p, 1, out=q), a.copy(), a)
+    assert (a == 1).all()
