@@ -6,15 +6,23 @@ views of the solver's own nets (the same blobs), ``step``, ``solve``,
 ``restore``, ``snapshot``, ``iter``, ``lr``, ``param`` and the rest are the
 engine solver's. The nets run on the device ``caffe.set_mode_gpu`` /
 ``set_device`` chose, seeded by ``caffe.set_random_seed`` when it was called.
+
+``add_callback(on_start, on_gradients)`` is pycaffe's: in every iteration of
+``step`` (and so of ``solve``) ``on_start()`` runs after the tests due and
+before the first forward, ``on_gradients()`` after the last backward and before
+the update, where Caffe's ``Solver::Step`` calls its callbacks; a change to the
+params' diffs there is what the update applies.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from bpinspect.caffe import _mode
 from bpinspect.caffe.net import Net
 from bpinspect.engine import solver as engine_solver
+from bpinspect.errors import BpinspectError
 
 __all__ = [
     "AdaDeltaSolver",
@@ -48,6 +56,7 @@ class Solver:
         self.engine = engine
         self._net = Net.wrap(engine.net)
         self._test_nets = [Net.wrap(n) for n in engine.test_nets]
+        self._callbacks: list[tuple[Callable[[], Any], Callable[[], Any]]] = []
 
     @property
     def net(self) -> Net:
@@ -61,13 +70,53 @@ class Solver:
         for net in (self._net, *self._test_nets):
             net._staging.flush()
 
+    def add_callback(self, on_start: Callable[[], Any],
+                     on_gradients: Callable[[], Any]) -> None:
+        """Call ``on_start()`` before each iteration's forward and ``on_gradients()``
+        after its backward, before the update (in the order they were added)."""
+        for name, fn in (("on_start", on_start), ("on_gradients", on_gradients)):
+            if not callable(fn):
+                raise BpinspectError(f"add_callback: {name} is a {type(fn).__name__}, "
+                                     "not a function")
+        self._callbacks.append((on_start, on_gradients))
+
     def step(self, iters: int) -> None:
         self._flush()
-        self.engine.step(iters)
+        if not self._callbacks:
+            self.engine.step(iters)
+            return
+        # Solver::Step from the engine's parts, the callbacks where Caffe calls them.
+        # The nets' host copies (on a GPU) are written back before each part runs, so
+        # that a callback's changes reach it, and it sees each part's results.
+        engine = self.engine
+        stop = engine.iter + int(iters)
+        engine._reset_smoothed_loss()
+        while engine.iter < stop:
+            engine.begin_iteration()
+            if engine.test_due():
+                engine.test_all()
+            for on_start, _ in self._callbacks:
+                on_start()
+            self._flush()
+            loss = sum(engine.forward_backward() for _ in range(engine.param.iter_size))
+            loss /= engine.param.iter_size
+            for _, on_gradients in self._callbacks:
+                on_gradients()
+            self._flush()
+            engine.apply_update()
+            engine.finish_iteration(loss)
 
     def solve(self, resume_file: Any = None) -> None:
         self._flush()
-        self.engine.solve(resume_file)
+        if not self._callbacks:
+            self.engine.solve(resume_file)
+            return
+        # Solver::Solve runs Step: the engine's solve, running this step (callbacks).
+        self.engine.step = self.step  # type: ignore[method-assign]
+        try:
+            self.engine.solve(resume_file)
+        finally:
+            del self.engine.step
 
     def restore(self, path: Any) -> None:
         self._flush()
