@@ -34,10 +34,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any, ClassVar
 
+import numpy as np
+
 from bpinspect.backend import Array, get_array_module
 from bpinspect.engine.blob import Blob
 from bpinspect.layers import conv_nd
 from bpinspect.layers._im2col import Geometry, col2im, im2col, scratch
+from bpinspect.layers._parallel import parallel_parts
 from bpinspect.layers.base import Layer, Shape
 from bpinspect.layers.registry import register
 
@@ -170,11 +173,19 @@ class _ConvolutionBase(Layer):
             return y.reshape(co, ho * wo)
         xp = get_array_module(y)
         rows = scratch("conv.rows", (co, n, ho * wo), y.dtype, xp)
-        xp.copyto(rows, y.reshape(n, co, ho * wo).transpose(1, 0, 2))
+        images = y.reshape(n, co, ho * wo).transpose(1, 0, 2)
+        if xp is np:  # images n0..n1 fill columns n0..n1: disjoint, copied at once
+            parallel_parts(lambda n0, n1: np.copyto(rows[:, n0:n1], images[:, n0:n1]), n,
+                           rows.size)
+        else:
+            xp.copyto(rows, images)
         return rows.reshape(co, n * ho * wo)
 
-    def _multiply(self, col: Array, out: Array) -> None:
-        """out (n, Co, Ho, Wo) = W @ col, group by group."""
+    def _multiply(self, col: Array, out: Array, bias: Array | None = None) -> None:
+        """out (n, Co, Ho, Wo) = W @ col (+ bias per output channel), group by group.
+
+        The bias is added in the pass that lays the product out as images (the same
+        one addition per element as adding it afterwards, one pass fewer)."""
         xp = get_array_module(col)
         n, co, ho, wo = out.shape
         weight = self.blobs[0].data.reshape(co, -1)
@@ -182,8 +193,29 @@ class _ConvolutionBase(Layer):
             "conv.rows", (co, n * ho * wo), out.dtype, xp)
         for rows, cols in self._groups():
             xp.matmul(weight[rows], col[cols], out=target[rows])
+        if xp is not np:
+            if n > 1:
+                xp.copyto(out, target.reshape(co, n, ho, wo).transpose(1, 0, 2, 3))
+            if bias is not None:
+                out += bias.reshape(1, -1, 1, 1)
+            return
+        laid = target.reshape(co, n, ho * wo).transpose(1, 0, 2)  # (n, Co, Ho * Wo)
+        flat = out.reshape(n, co, ho * wo)
+        column = None if bias is None else bias.reshape(-1, 1)
+
+        def images(n0: int, n1: int) -> None:  # images n0..n1 of out: disjoint
+            if column is not None:
+                np.add(laid[n0:n1], column, out=flat[n0:n1])
+            elif n > 1:
+                np.copyto(flat[n0:n1], laid[n0:n1])
+
+        def channels(c0: int, c1: int) -> None:  # one image: channels c0..c1, in place
+            flat[0, c0:c1] += column[c0:c1]
+
         if n > 1:
-            xp.copyto(out, target.reshape(co, n, ho, wo).transpose(1, 0, 2, 3))
+            parallel_parts(images, n, out.size)
+        elif column is not None:
+            parallel_parts(channels, co, out.size)
 
     def _multiply_transposed(self, rows_matrix: Array, out: Array) -> None:
         """out (n, Ci, H, W) = col2im(W^T @ rows_matrix), group by group."""
@@ -209,7 +241,16 @@ class _ConvolutionBase(Layer):
     def _accumulate_bias_diff(self, top_diff: Array) -> None:
         if self.bias_term and self._wants_param_diff(1):
             n, c = top_diff.shape[:2]
-            self.blobs[1].diff += top_diff.reshape(n, c, -1).sum(axis=2).sum(axis=0)
+            planes = top_diff.reshape(n, c, -1)
+            if get_array_module(top_diff) is not np:
+                self.blobs[1].diff += planes.sum(axis=2).sum(axis=0)
+                return
+            # Each plane's sum alone (images n0..n1 at once), then over the images: the
+            # sums of planes.sum(axis=2).sum(axis=0).
+            sums = np.empty((n, c), dtype=top_diff.dtype)
+            parallel_parts(lambda n0, n1: planes[n0:n1].sum(axis=2, out=sums[n0:n1]), n,
+                           top_diff.size)
+            self.blobs[1].diff += sums.sum(axis=0)
 
 
 @register("Convolution")
@@ -221,9 +262,9 @@ class Convolution(_ConvolutionBase):
             x = b.data
             xp = get_array_module(x)
             out = xp.empty(t.shape, dtype=x.dtype)
+            bias = self.blobs[1].data if self.bias_term else None
             for part in self._chunks(x):
-                self._multiply(self._col(x[part]), out[part])
-            self._add_bias(out)
+                self._multiply(self._col(x[part]), out[part], bias)
             t.data = out
 
     def backward(self, top: list[Blob], propagate_down: list[bool], bottom: list[Blob]) -> None:

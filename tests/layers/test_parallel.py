@@ -124,3 +124,32 @@ def test_flat_parts_declines_what_it_cannot_split():
     assert not _parallel.flat_parts(lambda *p: None, a, np.zeros(5))
     assert _parallel.flat_parts(lambda p, q: np.add(p, 1, out=q), a.copy(), a)
     assert (a == 1).all()
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_convolution_in_parts_equals_one_thread_and_adds_the_bias_once(monkeypatch, batch):
+    from ._util import make_layer, run_forward
+
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((batch, 4, 9, 8)).astype(np.float32)
+    weight = rng.standard_normal((6, 4, 3, 3)).astype(np.float32)
+    bias = rng.standard_normal(6).astype(np.float32)
+    dtop = rng.standard_normal((batch, 6, 5, 4)).astype(np.float32)
+    geometry = Geometry(3, 3, 2, 2, 1, 1)
+
+    def run():
+        layer = make_layer('name: "c" type: "Convolution" convolution_param { num_output: 6 '
+                           'kernel_size: 3 stride: 2 pad: 1 }')
+        (top,), bottoms, tops = run_forward(layer, [x], [weight, bias])
+        tops[0].diff = dtop
+        layer.backward(tops, [True], bottoms)
+        return top, bottoms[0].diff, layer.blobs[0].diff, layer.blobs[1].diff
+
+    results = _in_threads(monkeypatch, run)
+    _assert_bitwise_equal(results)
+    # top = (W @ col) + bias, one float32 addition per element, whichever pass adds it.
+    product = (weight.reshape(6, -1) @ im2col(x, geometry)).reshape(6, batch, 5, 4)
+    np.testing.assert_array_equal(results["1"][0],
+                                  product.transpose(1, 0, 2, 3) + bias.reshape(1, -1, 1, 1))
+    sums = dtop.reshape(batch, 6, -1).sum(axis=2).sum(axis=0)  # the bias diff, as Caffe
+    np.testing.assert_array_equal(results["1"][3], sums)
