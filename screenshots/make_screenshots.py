@@ -17,10 +17,17 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from textual.pilot import Pilot
-from textual.widgets import TabbedContent
+from textual.widgets import TabbedContent, Tabs
 
 from bpinspect.tui.app import BpinspectApp
-from bpinspect.tui.view_data import TAB_CONCAT, TAB_LRN, TAB_SALIENCY
+from bpinspect.tui.view_data import (
+    TAB_CONCAT,
+    TAB_DEPTH,
+    TAB_GATES,
+    TAB_LRN,
+    TAB_SALIENCY,
+    TAB_UNITS,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = Path(__file__).resolve().parent
@@ -103,7 +110,7 @@ async def help_screen(pilot: Pilot) -> None:
     await press(pilot, "n", "n", "question_mark")
 
 
-def digits_training() -> BpinspectApp:
+def digits_training(solver: str = "nets/digits_solver.prototxt") -> BpinspectApp:
     """DigitsLeNet's solver over its LMDB, as ``bpinspect --solver
     nets/digits_solver.prototxt`` (from the repository root: the solver names its net
     from there, as Caffe's do)."""
@@ -113,7 +120,12 @@ def digits_training() -> BpinspectApp:
     from bpinspect.session.training import TrainingSession
 
     os.chdir(ROOT)
-    return BpinspectApp(session=TrainingSession(get_solver("nets/digits_solver.prototxt")))
+    return BpinspectApp(session=TrainingSession(get_solver(solver)))
+
+
+def digits_too_high() -> BpinspectApp:
+    """The same with base_lr 0.12: it blows up at iteration 36."""
+    return digits_training("nets/digits_solver_lr_too_high.prototxt")
 
 
 async def training(pilot: Pilot) -> None:
@@ -132,6 +144,67 @@ async def batch(pilot: Pilot) -> None:
     await tab(pilot, "tab-batch")
 
 
+async def units(pilot: Pilot) -> None:
+    """The learning rate too high: u to iteration 34, two before the NaN, and its forward
+    to relu1: its dead neurons over the iterations, half of them dead in the last."""
+    await press(pilot, "u", "3", "4", "enter")
+    await press(pilot, *"n" * 7)  # through relu1's forward of iteration 34
+    await select(pilot, "relu1")
+    await tab(pilot, TAB_UNITS)
+
+
+async def depth(pilot: Pilot) -> None:
+    """CaffeNet after the whole pass: every layer's top diff, each over its own range
+    (over one range, the injected 1 at fc8 crowds every other layer into a bin or
+    two), the tab zoomed to the whole screen."""
+    await press(pilot, "c")
+    await tab(pilot, TAB_DEPTH)
+    await press(pilot, "d", "D")
+    pilot.app.main_screen.query_one(Tabs).focus()  # type: ignore[attr-defined]
+    await press(pilot, "m")
+
+
+async def gates(pilot: Pilot) -> None:
+    """The LSTM's forget gate of sequence 1 (a new sequence at t = 4)."""
+    await press(pilot, "n", "n")
+    await select(pilot, "lstm1")
+    await tab(pilot, TAB_GATES)
+    pilot.app.main_screen.query_one("#gates").focus()  # type: ignore[attr-defined]
+    await press(pilot, "right_square_bracket", "right_curly_bracket")
+
+
+def compare_dump() -> argparse.Namespace:
+    """lrn_pool against a dump made with ip's weights 1% larger: every top's data agrees
+    up to ip's, every diff parts (backward runs through ip's weights)."""
+    import contextlib
+    import io
+    import tempfile
+
+    import numpy as np
+
+    from bpinspect.cli import main as cli_main
+
+    work = Path(tempfile.mkdtemp(prefix="bpinspect-shot-"))
+    # The reference: the same net, inputs and seed, with its weights changed and saved.
+    weights = work / "perturbed.caffemodel"
+    from bpinspect.session.options import session_from_options
+
+    session = session_from_options(options("lrn_pool.prototxt", top_diff=["ip=onehot:3"]))
+    weight = session.net.params["ip"][0]
+    weight.data = weight.data * np.float32(1.01)
+    session.net.save(str(weights))
+    with contextlib.redirect_stdout(io.StringIO()):  # the dump's table: not for here
+        cli_main(["dump", str(ROOT / "nets" / "lrn_pool.prototxt"), "--weights",
+                  str(weights), "--top-diff", "ip=onehot:3", "--out", str(work / "dump")])
+    return options("lrn_pool.prototxt", top_diff=["ip=onehot:3"],
+                   compare=str(work / "dump"), compare_rtol=None)
+
+
+async def compare(pilot: Pilot) -> None:
+    await press(pilot, "c")
+    await select(pilot, "pool2")
+
+
 Scenario = Callable[[Pilot], Awaitable[None]]
 SHOTS: dict[str, tuple[argparse.Namespace | Callable[[], BpinspectApp], Scenario]] = {
     "main": (options("caffenet.prototxt", top_diff=["fc8=onehot:281"]), main_screen),
@@ -142,12 +215,19 @@ SHOTS: dict[str, tuple[argparse.Namespace | Callable[[], BpinspectApp], Scenario
     "help": (options("lrn_pool.prototxt", top_diff=["ip=onehot:3"]), help_screen),
     "training": (digits_training, training),
     "batch": (digits_training, batch),
+    "units": (digits_too_high, units),
+    "depth": (options("caffenet.prototxt", top_diff=["fc8=onehot:281"]), depth),
+    "gates": (options("lstm_sequence.prototxt", top_diff=["scores=ones"],
+                      input=[f"data={ROOT / 'nets' / 'lstm_data.npy'}",
+                             f"cont={ROOT / 'nets' / 'lstm_cont.npy'}"]), gates),
+    "compare": (compare_dump, compare),
 }
 
 
 async def shoot(name: str) -> Path:
     opts, scenario = SHOTS[name]
-    app = opts() if callable(opts) else BpinspectApp(opts)
+    made = opts() if callable(opts) else opts
+    app = made if isinstance(made, BpinspectApp) else BpinspectApp(made)
     app.show_timings = False
     app.animation_level = "none"
     async with app.run_test(size=SIZE) as pilot:
