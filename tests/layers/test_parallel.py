@@ -153,3 +153,23 @@ def test_convolution_in_parts_equals_one_thread_and_adds_the_bias_once(monkeypat
                                   product.transpose(1, 0, 2, 3) + bias.reshape(1, -1, 1, 1))
     sums = dtop.reshape(batch, 6, -1).sum(axis=2).sum(axis=0)  # the bias diff, as Caffe
     np.testing.assert_array_equal(results["1"][3], sums)
+
+
+@pytest.mark.parametrize("region", ["ACROSS_CHANNELS", "WITHIN_CHANNEL"])
+def test_lrn_in_parts_equals_one_thread(monkeypatch, region):
+    from ._util import make_layer, run_forward
+
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((4, 7, 6, 5)).astype(np.float32)
+    dtop = rng.standard_normal(x.shape).astype(np.float32)
+
+    def run():
+        layer = make_layer('name: "n" type: "LRN" lrn_param { local_size: 5 alpha: 0.1 '
+                           f'beta: 0.75 norm_region: {region} }}')
+        (top,), bottoms, tops = run_forward(layer, [x])
+        tops[0].diff = dtop
+        layer.backward(tops, [True], bottoms)
+        return top, layer.internals()["scale"], bottoms[0].diff
+
+    results = _in_threads(monkeypatch, run)
+    _assert_bitwise_equal(results)
