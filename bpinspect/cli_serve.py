@@ -14,7 +14,7 @@ import shlex
 import sys
 from collections.abc import Sequence
 
-from bpinspect.errors import BpinspectError
+from bpinspect.errors import BpinspectError, LayerCodeError, error_details
 
 DEFAULT_HOST = "127.0.0.1"  # loopback: the debugger runs code (Python layers) on this machine
 DEFAULT_PORT = 8000
@@ -81,11 +81,30 @@ def public_url(host: str, port: int) -> str:
 
 def check_loads(options: argparse.Namespace) -> None:
     """What the app would find wrong when it starts: the arguments, then the net or
-    solver built once (and let go), as the TUI's load does."""
+    solver built once, as the TUI's load does. It is built in a child process, so
+    that what it took (a GPU's memory pool, a CUDA context) is given back before
+    the apps start and plan their memory from what is free."""
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
+        problem = pool.submit(load_problem, options).result()
+    if problem is not None:
+        message, details = problem
+        raise LayerCodeError(message, details) if details else BpinspectError(message)
+
+
+def load_problem(options: argparse.Namespace) -> tuple[str, str] | None:
+    """In the child: the error of loading ``options`` as its line and details (a Python
+    layer's traceback), or None when it loads."""
     from bpinspect.session.options import session_from_options, validate_options
 
-    validate_options(options)
-    session_from_options(options, history_budget=0)
+    try:
+        validate_options(options)
+        session_from_options(options, history_budget=0)
+    except BpinspectError as exc:  # as text: the exception itself may not pickle
+        return str(exc), error_details(exc)
+    return None
 
 
 def run_serve(options: argparse.Namespace, argv: Sequence[str]) -> int:

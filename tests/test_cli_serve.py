@@ -170,3 +170,21 @@ def test_usage_errors_exit_2(argv, message, capsys):
         cli.main(argv)
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err.splitlines()[-1]
+
+
+def test_a_python_layer_that_raises_gives_its_line_and_its_traceback(tmp_path, capsys):
+    (tmp_path / "bpi_serve_raising_layer.py").write_text(
+        "import caffe\n\n\nclass Raising(caffe.Layer):\n"
+        "    def setup(self, bottom, top):\n"
+        "        raise RuntimeError('no setup today')\n")
+    net = tmp_path / "python.prototxt"
+    net.write_text('layer { name: "data" type: "Input" top: "data" '
+                   'input_param { shape { dim: 1 dim: 2 } } }\n'
+                   'layer { name: "py" type: "Python" bottom: "data" top: "out" '
+                   'python_param { module: "bpi_serve_raising_layer" layer: "Raising" } }\n')
+    code = cli.main(["serve", str(net), "--port", str(free_port())])
+    err = capsys.readouterr().err
+    assert code == 2
+    message = [line for line in err.splitlines() if line.startswith("bpinspect: ")]
+    assert len(message) == 1 and "RuntimeError" in message[0]
+    assert "bpi_serve_raising_layer.py" in err and "no setup today" in err
