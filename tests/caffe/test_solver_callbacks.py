@@ -176,3 +176,30 @@ def test_a_callback_that_is_not_a_function_is_one_line(tmp_path):
     solver = make_solver(tmp_path)
     with pytest.raises(BpinspectError, match="on_gradients is a int, not a function"):
         solver.add_callback(lambda: None, 3)
+
+
+def test_host_copies_as_on_a_gpu_reach_the_net_and_are_fresh_in_each_callback(tmp_path):
+    """On a GPU the callbacks see host copies of the arrays (pycaffe's NumPy view): their
+    writes must reach the device before the forward and the update, and each callback
+    must see what the part before it computed. Exercised with the CPU's arrays."""
+    solver = make_solver(tmp_path)
+    solver.net._staging.active = True
+    weight = solver.net.params["ip"][0]
+    device_weight = solver.engine.net.params["ip"][0]
+    seen = {}
+
+    def on_start():
+        seen["start diff"] = weight.diff.copy()  # a host copy of the cleared diff
+        weight.data[...] = 0                    # written to a host copy
+
+    def on_gradients():
+        seen["diff"] = weight.diff.copy()        # the backward's, not the copy above
+        seen["ip"] = solver.net.blobs["ip"].data.copy()
+        seen["bias"] = solver.net.params["ip"][1].data.copy()
+        weight.diff[...] = 0.5
+
+    solver.add_callback(on_start, on_gradients)
+    solver.step(1)
+    assert not seen["start diff"].any() and seen["diff"].any()
+    np.testing.assert_allclose(seen["ip"], np.broadcast_to(seen["bias"], (4, 2)), atol=1e-7)
+    np.testing.assert_allclose(device_weight.data, -LR * 0.5, rtol=1e-6)  # 0 - lr * 0.5
