@@ -25,7 +25,8 @@ def make_solver(tmp_path, extra=""):
     (tmp_path / "train.prototxt").write_text(TRAIN_NET)
     (tmp_path / "solver.prototxt").write_text(
         f"train_net: 'train.prototxt'\nbase_lr: {LR}\nlr_policy: 'fixed'\nmax_iter: 3\n"
-        "momentum: 0\nweight_decay: 0\nsnapshot_prefix: 'snap'\nrandom_seed: 1\n" + extra)
+        f"momentum: 0\nweight_decay: 0\nsnapshot_prefix: '{tmp_path}/snap'\n"
+        "random_seed: 1\n" + extra)
     return caffe.get_solver(str(tmp_path / "solver.prototxt"))
 
 
@@ -159,6 +160,7 @@ def test_solve_calls_the_callbacks_every_iteration(tmp_path):
     solver.add_callback(lambda: calls.append(solver.iter), lambda: None)
     solver.solve()
     assert calls == [0, 1, 2] and solver.iter == 3
+    assert (tmp_path / "snap_iter_3.caffemodel").is_file()  # the rest of Solve ran too
     assert "step" not in vars(solver.engine)  # the engine's own step is back
 
 
