@@ -13,8 +13,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from bpinspect.backend import Array, get_array_module, to_host
+from bpinspect.layers._parallel import parallel_parts
 
 DEFAULT_BINS = 32
+BLOCK = 1 << 16  # elements per block of the one-pass NumPy statistics: stays in cache
+BIG = 1 << 20  # elements from which NumPy arrays take the blocked, threaded paths
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,10 @@ def compute_stats(a: Array) -> BlobStats:
     count = int(a.size)
     dtype = str(a.dtype)
     nan = float("nan")
+    if xp is np and count >= BIG and a.dtype.kind == "f":
+        fast = _blocked_stats(a)
+        if fast is not None:
+            return fast
     if count == 0:
         return BlobStats(shape, dtype, 0, nan, nan, nan, nan, 0.0, nan, 0.0, 0, 0)
     x = a.ravel()
@@ -109,6 +116,93 @@ def compute_stats(a: Array) -> BlobStats:
     )
 
 
+def _blocked_stats(a: np.ndarray) -> BlobStats | None:
+    """compute_stats of a big, finite float array in one pass over memory: each block
+    of ``BLOCK`` values gives its zeros, sum, min, max and sum of squares while in
+    cache, blocks split over the cores; the block sums are then summed in block order
+    (the same figures whatever the threads; the float64 sums differ from one sum over
+    the whole array only by rounding). None where the array needs the general path
+    (non-finite values, squares that overflow, a variance lost to cancellation)."""
+    x = a.ravel()
+    count = int(x.size)
+    blocks = -(-count // BLOCK)
+    nonzero = np.empty(blocks, dtype=np.int64)
+    sums = np.empty(blocks, dtype=np.float64)
+    sumsqs = np.empty(blocks, dtype=np.float64)
+    lows = np.empty(blocks, dtype=x.dtype)
+    highs = np.empty(blocks, dtype=x.dtype)
+
+    def run(b0: int, b1: int) -> None:
+        square = np.empty(BLOCK, dtype=x.dtype)
+        with np.errstate(over="ignore", invalid="ignore"):  # such arrays are redone below
+            for b in range(b0, b1):
+                block = x[b * BLOCK:(b + 1) * BLOCK]
+                nonzero[b] = np.count_nonzero(block)
+                sums[b] = block.sum(dtype=np.float64)
+                lows[b], highs[b] = block.min(), block.max()
+                sq = np.square(block, out=square[:block.size])
+                sumsqs[b] = sq.sum(dtype=np.float64)
+
+    parallel_parts(run, blocks, count)
+    total = float(sums.sum())
+    if not np.isfinite(total):  # a non-finite value: counted apart by the general path
+        return None
+    lo, hi = float(lows.min()), float(highs.max())
+    max_abs = max(abs(lo), abs(hi))
+    if x.dtype.itemsize < 8 and max_abs > 1e18:  # squares overflow float32
+        return None
+    sumsq = float(sumsqs.sum())
+    mean = total / count
+    var = max(sumsq / count - mean * mean, 0.0)
+    if mean != 0.0 and var < 1e-6 * mean * mean:  # cancellation: the direct formula
+        return None
+    return BlobStats(shape=tuple(int(d) for d in a.shape), dtype=str(a.dtype), count=count,
+                     min=lo, max=hi, mean=mean, std=var**0.5, l2=sumsq**0.5,
+                     max_abs=max_abs, frac_zero=(count - int(nonzero.sum())) / count,
+                     nan=0, inf=0)
+
+
+def _blocked_histogram(x: np.ndarray, bins: int,
+                       value_range: tuple[float, float] | None) -> tuple[np.ndarray,
+                                                                        np.ndarray, int]:
+    """np.histogram of the finite values of a big flat array, in parts over the cores:
+    (counts, edges, non-finite count). Each value falls in the bin it falls in for the
+    whole array (np.histogram bins each value alone), so the summed counts are exactly
+    its counts; non-finite values lie outside any finite range and are not counted."""
+    count = int(x.size)
+    blocks = -(-count // BLOCK)
+    finite = np.empty(blocks, dtype=np.int64)
+    lows = np.full(blocks, np.inf)
+    highs = np.full(blocks, -np.inf)
+
+    def extremes(b0: int, b1: int) -> None:
+        for b in range(b0, b1):
+            block = x[b * BLOCK:(b + 1) * BLOCK]
+            ok = np.isfinite(block)
+            finite[b] = np.count_nonzero(ok)
+            if finite[b] < block.size:
+                block = block[ok]
+            if value_range is None and block.size:
+                lows[b], highs[b] = block.min(), block.max()
+
+    parallel_parts(extremes, blocks, count)
+    nonfinite = count - int(finite.sum())
+    if value_range is None:
+        lo, hi = (float(lows.min()), float(highs.max())) if nonfinite < count else (0.0, 0.0)
+    else:
+        lo, hi = value_range
+    if lo == hi:  # a constant blob: one visible bar in the middle
+        lo, hi = lo - 0.5, hi + 0.5
+    parts: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def histogram(b0: int, b1: int) -> None:
+        parts[b0] = np.histogram(x[b0 * BLOCK:b1 * BLOCK], bins=bins, range=(lo, hi))
+
+    parallel_parts(histogram, blocks, count)
+    counts = sum(c.astype(np.int64) for c, _ in parts.values())
+    return counts, parts[min(parts)][1], nonfinite
+
+
 def compute_histogram(
     a: Array,
     bins: int = DEFAULT_BINS,
@@ -120,6 +214,11 @@ def compute_histogram(
         raise ValueError("bins must be >= 1")
     xp = get_array_module(a)
     x = a.ravel()
+    if xp is np and x.size >= BIG and x.dtype.kind == "f":
+        counts, edges, nonfinite = _blocked_histogram(x, bins, value_range)
+        return Histogram(counts=np.asarray(counts, dtype=np.int64),
+                         edges=np.asarray(edges, dtype=np.float64), log=log,
+                         nonfinite=nonfinite)
     finite = xp.isfinite(x)
     nonfinite = int(x.size - int(finite.sum()))
     if nonfinite:

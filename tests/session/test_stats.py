@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from bpinspect.backend import to_host
+from bpinspect.session import stats
 from bpinspect.session.stats import compute_histogram, compute_stats, l2_norm
 
 
@@ -90,3 +91,65 @@ def test_l2_norm(xp):
     assert l2_norm(big) == pytest.approx(5e20, rel=1e-6)
     assert np.isnan(l2_norm(xp.asarray(np.array([1.0, np.nan], np.float32))))
     assert l2_norm(xp.asarray(np.array([1.0, np.inf], np.float32))) == np.inf
+
+
+def _big(seed=0):
+    """A float32 array past stats.BIG, with zeros: the blocked NumPy paths."""
+    a = np.random.default_rng(seed).standard_normal(stats.BIG + 12345).astype(np.float32)
+    a[a < -1.5] = 0
+    return a.reshape(-1, 5) if a.size % 5 == 0 else a
+
+
+def _general(monkeypatch, fn, *args, **kwargs):
+    """``fn`` with the blocked paths off: the general code."""
+    with monkeypatch.context() as m:
+        m.setattr(stats, "BIG", 1 << 62)
+        return fn(*args, **kwargs)
+
+
+@pytest.mark.parametrize("threads", ["1", "2", "3"])
+def test_blocked_stats_match_the_general_path(monkeypatch, threads):
+    monkeypatch.setenv("BPINSPECT_NUM_THREADS", threads)
+    a = _big()
+    fast, general = compute_stats(a), _general(monkeypatch, compute_stats, a)
+    # Counts and extremes exactly; the float64 sums in block order, to rounding.
+    for field in ("shape", "dtype", "count", "min", "max", "max_abs", "frac_zero", "nan",
+                  "inf"):
+        assert getattr(fast, field) == getattr(general, field), field
+    for field in ("mean", "std", "l2"):
+        assert getattr(fast, field) == pytest.approx(getattr(general, field), rel=1e-12)
+    assert fast == compute_stats(a)  # the same figures on every call
+    monkeypatch.setenv("BPINSPECT_NUM_THREADS", "1")
+    assert compute_stats(a) == fast  # and whatever the threads
+
+
+def test_blocked_stats_hand_nonfinite_and_overflow_to_the_general_path(monkeypatch):
+    a = _big(1).ravel()
+    a[[7, stats.BLOCK + 3]] = [np.nan, -np.inf]
+    assert compute_stats(a) == _general(monkeypatch, compute_stats, a)
+    assert compute_stats(a).nan == 1 and compute_stats(a).inf == 1
+    b = _big(2).ravel()
+    b[5] = 3e30  # its square overflows float32
+    assert compute_stats(b) == _general(monkeypatch, compute_stats, b)
+
+
+@pytest.mark.parametrize("threads", ["1", "2", "3"])
+def test_blocked_histogram_is_numpys_exactly(monkeypatch, threads):
+    monkeypatch.setenv("BPINSPECT_NUM_THREADS", threads)
+    a = _big(3).ravel()
+    a[[0, stats.BLOCK, a.size - 1]] = [np.nan, np.inf, -np.inf]
+    finite = a[np.isfinite(a)]
+    for value_range in (None, (-0.5, 2.0)):
+        h = compute_histogram(a, bins=32, value_range=value_range)
+        lo, hi = value_range or (float(finite.min()), float(finite.max()))
+        counts, edges = np.histogram(finite, bins=32, range=(lo, hi))
+        np.testing.assert_array_equal(h.counts, counts)
+        np.testing.assert_array_equal(h.edges, edges.astype(np.float64))
+        assert h.nonfinite == 3
+        general = _general(monkeypatch, compute_histogram, a, 32, False, value_range)
+        np.testing.assert_array_equal(h.counts, general.counts)
+        np.testing.assert_array_equal(h.edges, general.edges)
+        assert h.nonfinite == general.nonfinite and h.counts.dtype == general.counts.dtype
+    constant = np.full(stats.BIG, 2.0, dtype=np.float32)
+    h = compute_histogram(constant, bins=4)
+    assert h.total == stats.BIG and h.edges[0] < 2 < h.edges[-1]
