@@ -253,14 +253,17 @@ class Layer:
 # ---- `import caffe` without Caffe ---------------------------------------------------
 
 _FACADE = "bpinspect.caffe"
-_FACADE_MODULES = ("", ".io", ".proto", ".proto.caffe_pb2")
+# pycaffe's submodules a layer or script imports by name (``from caffe.coord_map import
+# crop``): each is the facade's own, not a second copy under another name.
+_FACADE_MODULES = ("", ".io", ".proto", ".proto.caffe_pb2", ".net_spec", ".classifier",
+                   ".detector", ".draw", ".coord_map")
 
 
 def provide_caffe_module() -> bool:
     """Let ``import caffe`` find bpinspect's facade when no Caffe is importable.
 
-    Registers ``caffe``, ``caffe.io``, ``caffe.proto`` and
-    ``caffe.proto.caffe_pb2`` in ``sys.modules`` as the modules of
+    Registers ``caffe``, ``caffe.io``, ``caffe.proto``, ``caffe.proto.caffe_pb2`` and
+    pycaffe's other submodules in ``sys.modules`` as the modules of
     ``bpinspect.caffe``; a ``caffe`` already imported, or one that an import
     would find on ``sys.path``, is left alone. True when the facade is (now)
     what ``import caffe`` gives.

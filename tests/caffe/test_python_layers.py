@@ -145,3 +145,26 @@ def test_phase(netdir) -> None:
     for phase in (caffe.TRAIN, caffe.TEST):
         net = caffe.Net(path, phase)
         assert net.forward()["phase"] == phase
+
+
+def test_pycaffe_submodules_are_the_facades_own_not_copies() -> None:
+    """``from caffe.coord_map import crop`` in a layer's module gives bpinspect's module
+    itself (one copy: its classes are the ones the rest of the facade checks against)."""
+    import subprocess
+    import sys
+
+    code = (
+        "from bpinspect.layers.python_layer import provide_caffe_module\n"
+        "assert provide_caffe_module()\n"
+        "import caffe.coord_map, caffe.draw, caffe.detector, caffe.net_spec\n"
+        "import bpinspect.caffe as facade\n"
+        "import bpinspect.caffe.coord_map, bpinspect.caffe.draw\n"
+        "assert caffe.coord_map is bpinspect.caffe.coord_map\n"
+        "assert caffe.draw is bpinspect.caffe.draw\n"
+        "from caffe.coord_map import crop\n"
+        "assert crop is bpinspect.caffe.coord_map.crop\n"
+        "assert caffe.Detector is facade.Detector\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
