@@ -109,6 +109,9 @@ class BpinspectApp(App[int]):
         self._cancel = threading.Event()
         self._stats_cache = StatsCache()
         self._notes_seen = 0
+        self._console: Any = None  # the ! console's namespace (a session.console.Console)
+        self.console_history: list[str] = []
+        """The ! console's inputs, oldest first (kept while the console is closed)."""
         self.compare: CompareTo | None = None
         """The dump the blob table marks agreement with (``--compare DUMP``)."""
         self.cost_meter: CostMeter | None = None
@@ -544,6 +547,26 @@ class BpinspectApp(App[int]):
             paths += session.export(command.args["name"], kind, step=step,
                                     param=command.args.get("param"))
         return self._exported(paths, session)
+
+    def _do_console(self, command: Command) -> Outcome:
+        """``!``: one input of the Python console, in this worker like every command
+        (a long input leaves the screen responsive; escape interrupts it)."""
+        from bpinspect.session.console import Console
+
+        session = self._session()
+        console = self._console
+        if console is None or console.session is not session:  # names live per session
+            console = self._console = Console(session)
+        cursor, generation = session.cursor, session.generation
+        result = console.run(command.args["source"], command.args.get("viewed"),
+                             cancel=self._check_cancel)
+        command.args["screen"].post_message(msg.ConsoleEvaluated(result.output,
+                                                                 result.status))
+        # The input may have stepped or rewound the session: then show where it is.
+        changed = (session.cursor, session.generation) != (cursor, generation)
+        return Outcome(f"console: input {console.inputs} {result.status}",
+                       "warning" if result.status != "ok" else "information",
+                       refresh=changed)
 
     def _do_gradcheck(self, command: Command) -> Outcome:
         """``g``: the numerical gradient check of one layer at its real shapes, as

@@ -100,6 +100,14 @@ class GradientChecked(Message):
 
 
 @dataclass
+class ConsoleEvaluated(Message):
+    """An input of the ``!`` console ran (posted to the console screen)."""
+
+    output: str  # what it printed and echoed, or its traceback, bounded
+    status: str  # "ok" | "error" | "interrupted"
+
+
+@dataclass
 class CommandFailed(Message):
     """A user error (BpinspectError) in a command: shown, never raised."""
 

@@ -66,7 +66,8 @@ EXTRA_KEYS = [
 
 
 def _key_text(binding: Binding) -> str:
-    names = {"question_mark": "?", "escape": "escape", "shift+tab": "shift+tab"}
+    names = {"question_mark": "?", "exclamation_mark": "!", "escape": "escape",
+             "shift+tab": "shift+tab"}
     return " / ".join(names.get(k, k.upper() if k.startswith("f") and k[1:].isdigit() else k)
                       for k in binding.key.split(","))
 

@@ -106,6 +106,8 @@ class MainScreen(Screen[None]):
                 tooltip="The Depth tab: one range for every layer, or each layer's own"),
         Binding("g", "gradient_check", "gradcheck", show=False, id="gradient-check",
                 tooltip="Check the selected layer's backward numerically (float64)"),
+        Binding("exclamation_mark", "console", "console", show=False, id="console",
+                tooltip="Python on the live blobs: net, session, np, blob(name), diff(name)"),
         Binding("N", "notes", "notes", show=False, id="notes",
                 tooltip="Every note: legacy input upgraded, seeded weights or input, ..."),
         Binding("m", "toggle_maximize", "zoom", id="toggle-maximize",
@@ -133,6 +135,7 @@ class MainScreen(Screen[None]):
     | d | Depth tab: top data or diff across the net. |
     | D | Depth tab: one shared range, or each layer's own. |
     | g | Gradient check of the selected layer (escape cancels). |
+    | ! | Python console: blob(name), diff(name) at the step viewed (escape interrupts / closes). |
     | N | Every note of the session (the line over the status line shows the newest). |
     | m | Zoom the focused pane to the whole screen, and back. |
     | tab | Cycle panes: the layers, the blobs, the tab bar (left / right choose a tab), the tab. |
@@ -278,7 +281,7 @@ class MainScreen(Screen[None]):
             if binding.action in TRAINING_ACTIONS and not self.training:
                 continue
             keys = binding.key.replace(",", " / ").replace("f10", "F10").replace(
-                "f5", "F5").replace("f9", "F9")
+                "f5", "F5").replace("f9", "F9").replace("exclamation_mark", "!")
             yield SystemCommand(f"{binding.description.capitalize()} ({keys})",
                                 binding.tooltip, self._palette_action(binding.action))
 
@@ -399,6 +402,15 @@ class MainScreen(Screen[None]):
             self.status.show("select a layer first", "warning")
             return
         self._submit("gradcheck", f"gradient check of {layer} (escape cancels)", layer=layer)
+
+    def action_console(self) -> None:
+        """!: the Python console (its inputs run in the session worker)."""
+        from bpinspect.tui.screens.console import ConsoleScreen
+
+        if self.bpinspect.session is None:
+            self.status.show("the console needs the net: it has not loaded", "warning")
+            return
+        self.app.push_screen(ConsoleScreen())
 
     def on_gradient_checked(self, event: msg.GradientChecked) -> None:
         """The check's outcome in a modal screen."""
