@@ -64,6 +64,12 @@ async def test_console_evaluates_on_the_viewed_step_and_survives_errors() -> Non
         await pilot.press("down", "down")
         assert line.value == ""
 
+        # A step taken from the console: the screen behind follows the session.
+        cursor = app.session.cursor
+        await type_line(pilot, "session.step().step.label")
+        assert app.session.cursor == cursor + 1
+        assert app.main_screen.header_info.cursor == cursor + 1
+
 
 async def test_escape_interrupts_a_long_loop_then_closes_and_the_app_steps() -> None:
     app = make_app("lrn_pool.prototxt", top_diff=["ip=onehot:3"])
