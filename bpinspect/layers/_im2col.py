@@ -180,6 +180,59 @@ def col2im(col: Array, shape: tuple[int, int, int, int], g: Geometry,
     return out
 
 
+def im2col_batch_last(x: np.ndarray, g: Geometry, out: np.ndarray) -> np.ndarray:
+    """im2col with the image index last among the columns (NumPy): (N, C, H, W) ->
+    (C * kh * kw, Ho * Wo * N), ``col[(c * kh + i) * kw + j, (y * Wo + x) * N + n]`` the
+    element of the documented layout's column (n * Ho + y) * Wo + x.
+
+    Same rows, columns permuted: a GEMM over them is the same product. With stride 1
+    the copy runs over Wo * N contiguous values at a time, not Wo (a 13 x 13 output
+    otherwise copies 13 values per NumPy inner loop).
+    """
+    n, c, h, w = x.shape
+    ho, wo = g.out_size(h, w)
+    k = g.kh * g.kw
+
+    def channels(c0: int, c1: int) -> None:  # rows c0*k..c1*k: disjoint
+        padded = scratch("im2col.last", (c1 - c0, h + 2 * g.ph, w + 2 * g.pw, n), x.dtype, np)
+        if g.ph or g.pw:
+            padded.fill(0)
+        np.copyto(padded[:, g.ph:g.ph + h, g.pw:g.pw + w], x[:, c0:c1].transpose(1, 2, 3, 0))
+        s_c, s_h, s_w, s_n = padded.strides
+        view = np.lib.stride_tricks.as_strided(
+            padded, shape=(c1 - c0, g.kh, g.kw, ho, wo, n),
+            strides=(s_c, s_h * g.dh, s_w * g.dw, s_h * g.sh, s_w * g.sw, s_n))
+        np.copyto(out[c0 * k:c1 * k].reshape(view.shape), view)
+
+    parallel_parts(channels, c, out.size)
+    return out
+
+
+def col2im_batch_last(col: np.ndarray, shape: tuple[int, int, int, int], g: Geometry,
+                      out: np.ndarray) -> np.ndarray:
+    """The adjoint of ``im2col_batch_last`` into ``out`` (N, C, H, W), overwritten: each
+    pixel's terms added from 0 in kernel-offset order, as ``col2im`` adds them, so the
+    same columns give the same sums bit for bit."""
+    n, c, h, w = shape
+    ho, wo = g.out_size(h, w)
+    slabs = col.reshape(c, g.kh, g.kw, ho, wo, n)
+
+    def channels(c0: int, c1: int) -> None:  # channels c0..c1 of out: disjoint
+        plane = scratch("col2im.last", (c1 - c0, h, w, n), col.dtype, np)
+        plane.fill(0)
+        for i in range(g.kh):
+            for j in range(g.kw):
+                where = offset_slices(g, h, w, ho, wo, i, j)
+                if where is None:
+                    continue
+                (ys, xs), (rows, cols) = where
+                plane[:, rows, cols] += slabs[c0:c1, i, j, ys, xs]
+        np.copyto(out[:, c0:c1], plane.transpose(3, 0, 1, 2))
+
+    parallel_parts(channels, c, out.size)
+    return out
+
+
 _scratch = threading.local()
 
 

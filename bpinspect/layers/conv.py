@@ -39,7 +39,14 @@ import numpy as np
 from bpinspect.backend import Array, get_array_module
 from bpinspect.engine.blob import Blob
 from bpinspect.layers import conv_nd
-from bpinspect.layers._im2col import Geometry, col2im, im2col, scratch
+from bpinspect.layers._im2col import (
+    Geometry,
+    col2im,
+    col2im_batch_last,
+    im2col,
+    im2col_batch_last,
+    scratch,
+)
 from bpinspect.layers._parallel import parallel_parts
 from bpinspect.layers.base import Layer, Shape
 from bpinspect.layers.registry import register
@@ -158,20 +165,36 @@ class _ConvolutionBase(Layer):
         k *= self.geometry.kh * self.geometry.kw
         return [(slice(i * m, (i + 1) * m), slice(i * k, (i + 1) * k)) for i in range(self.group)]
 
-    def _col(self, x: Array) -> Array:
-        """im2col of a conv-input chunk, in scratch memory."""
+    def _batch_last(self, x: Array) -> bool:
+        """Whether a chunk's backward takes its GEMM columns image index last (NumPy,
+        stride 1, several images): the same products, with long runs in im2col and
+        col2im (see ``im2col_batch_last``)."""
+        g = self.geometry
+        return get_array_module(x) is np and x.shape[0] > 1 and g.sh == g.sw == 1
+
+    def _col(self, x: Array, last: bool = False) -> Array:
+        """im2col of a conv-input chunk, in scratch memory (``last``: image index last)."""
         xp = get_array_module(x)
         n, c, h, w = x.shape
         ho, wo = self.geometry.out_size(h, w)
         k = c * self.geometry.kh * self.geometry.kw
-        return im2col(x, self.geometry, scratch("conv.col", (k, n * ho * wo), x.dtype, xp))
+        col = scratch("conv.col", (k, n * ho * wo), x.dtype, xp)
+        if last:
+            return im2col_batch_last(x, self.geometry, col)
+        return im2col(x, self.geometry, col)
 
-    def _rows(self, y: Array) -> Array:
-        """A conv-output chunk (n, Co, Ho, Wo) as the GEMM's (Co, n * Ho * Wo) matrix."""
+    def _rows(self, y: Array, last: bool = False) -> Array:
+        """A conv-output chunk (n, Co, Ho, Wo) as the GEMM's (Co, n * Ho * Wo) matrix
+        (``last``: columns (Ho * Wo, n), image index last)."""
         n, co, ho, wo = y.shape
         if n == 1:
             return y.reshape(co, ho * wo)
         xp = get_array_module(y)
+        if last:
+            rows = scratch("conv.rows", (co, ho * wo, n), y.dtype, xp)
+            planes = y.reshape(n, co, ho * wo).transpose(1, 2, 0)
+            parallel_parts(lambda c0, c1: np.copyto(rows[c0:c1], planes[c0:c1]), co, rows.size)
+            return rows.reshape(co, n * ho * wo)
         rows = scratch("conv.rows", (co, n, ho * wo), y.dtype, xp)
         images = y.reshape(n, co, ho * wo).transpose(1, 0, 2)
         if xp is np:  # images n0..n1 fill columns n0..n1: disjoint, copied at once
@@ -217,8 +240,9 @@ class _ConvolutionBase(Layer):
         elif column is not None:
             parallel_parts(channels, co, out.size)
 
-    def _multiply_transposed(self, rows_matrix: Array, out: Array) -> None:
-        """out (n, Ci, H, W) = col2im(W^T @ rows_matrix), group by group."""
+    def _multiply_transposed(self, rows_matrix: Array, out: Array, last: bool = False) -> None:
+        """out (n, Ci, H, W) = col2im(W^T @ rows_matrix), group by group (``last``: the
+        columns image index last)."""
         xp = get_array_module(rows_matrix)
         n, ci, h, w = out.shape
         weight = self.blobs[0].data.reshape(self.conv_out, -1)
@@ -226,7 +250,10 @@ class _ConvolutionBase(Layer):
         dcol = scratch("conv.col", (k, rows_matrix.shape[1]), out.dtype, xp)
         for rows, cols in self._groups():
             xp.matmul(weight[rows].T, rows_matrix[rows], out=dcol[cols])
-        col2im(dcol, (n, ci, h, w), self.geometry, out=out)
+        if last:
+            col2im_batch_last(dcol, (n, ci, h, w), self.geometry, out)
+        else:
+            col2im(dcol, (n, ci, h, w), self.geometry, out=out)
 
     def _accumulate_weight_diff(self, rows_matrix: Array, col: Array) -> None:
         """dW_g += dY_g @ col_g^T."""
@@ -277,11 +304,12 @@ class Convolution(_ConvolutionBase):
             xp = get_array_module(x)
             dx = xp.empty(x.shape, dtype=x.dtype) if down else None
             for part in self._chunks(x):
-                rows = self._rows(dtop[part])
+                last = self._batch_last(x[part])
+                rows = self._rows(dtop[part], last)
                 if want_weight:
-                    self._accumulate_weight_diff(rows, self._col(x[part]))
+                    self._accumulate_weight_diff(rows, self._col(x[part], last))
                 if dx is not None:
-                    self._multiply_transposed(rows, dx[part])
+                    self._multiply_transposed(rows, dx[part], last)
             if dx is not None:
                 b.diff = dx
 

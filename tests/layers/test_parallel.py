@@ -126,20 +126,41 @@ def test_flat_parts_declines_what_it_cannot_split():
     assert (a == 1).all()
 
 
-@pytest.mark.parametrize("batch", [1, 3])
-def test_convolution_in_parts_equals_one_thread_and_adds_the_bias_once(monkeypatch, batch):
+@pytest.mark.parametrize("shape, g", CASES + [((3, 4, 7, 6), Geometry(3, 3, 1, 1, 1, 1)),
+                                               ((2, 3, 9, 8), Geometry(3, 2, 1, 1, 2, 0, 2, 1))])
+def test_batch_last_im2col_permutes_the_columns_and_col2im_sums_alike(monkeypatch, shape, g):
+    from bpinspect.layers._im2col import col2im_batch_last, im2col_batch_last
+
+    n, c, h, w = shape
+    ho, wo = g.out_size(h, w)
+    x = np.random.default_rng(5).standard_normal(shape).astype(np.float32)
+    col = im2col(x, g)
+    permuted = col.reshape(-1, n, ho * wo).transpose(0, 2, 1).reshape(col.shape)
+    results = _in_threads(monkeypatch, lambda: (
+        im2col_batch_last(x, g, np.empty_like(col)),
+        col2im_batch_last(permuted, shape, g, np.full(shape, np.nan, dtype=np.float32))))
+    _assert_bitwise_equal(results)
+    np.testing.assert_array_equal(results["1"][0], permuted)
+    np.testing.assert_array_equal(results["1"][1], col2im(col, shape, g))  # bit for bit
+
+
+@pytest.mark.parametrize("batch, spec", [(1, "stride: 2"), (3, "stride: 2"), (3, "stride: 1")])
+def test_convolution_in_parts_equals_one_thread_and_adds_the_bias_once(monkeypatch, batch,
+                                                                         spec):
     from ._util import make_layer, run_forward
 
     rng = np.random.default_rng(3)
     x = rng.standard_normal((batch, 4, 9, 8)).astype(np.float32)
     weight = rng.standard_normal((6, 4, 3, 3)).astype(np.float32)
     bias = rng.standard_normal(6).astype(np.float32)
-    dtop = rng.standard_normal((batch, 6, 5, 4)).astype(np.float32)
-    geometry = Geometry(3, 3, 2, 2, 1, 1)
+    stride = int(spec.split()[1])
+    geometry = Geometry(3, 3, stride, stride, 1, 1)
+    ho, wo = geometry.out_size(9, 8)
+    dtop = rng.standard_normal((batch, 6, ho, wo)).astype(np.float32)
 
     def run():
         layer = make_layer('name: "c" type: "Convolution" convolution_param { num_output: 6 '
-                           'kernel_size: 3 stride: 2 pad: 1 }')
+                           f'kernel_size: 3 {spec} pad: 1 }}')
         (top,), bottoms, tops = run_forward(layer, [x], [weight, bias])
         tops[0].diff = dtop
         layer.backward(tops, [True], bottoms)
@@ -148,7 +169,7 @@ def test_convolution_in_parts_equals_one_thread_and_adds_the_bias_once(monkeypat
     results = _in_threads(monkeypatch, run)
     _assert_bitwise_equal(results)
     # top = (W @ col) + bias, one float32 addition per element, whichever pass adds it.
-    product = (weight.reshape(6, -1) @ im2col(x, geometry)).reshape(6, batch, 5, 4)
+    product = (weight.reshape(6, -1) @ im2col(x, geometry)).reshape(6, batch, ho, wo)
     np.testing.assert_array_equal(results["1"][0],
                                   product.transpose(1, 0, 2, 3) + bias.reshape(1, -1, 1, 1))
     sums = dtop.reshape(batch, 6, -1).sum(axis=2).sum(axis=0)  # the bias diff, as Caffe
