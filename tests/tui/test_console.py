@@ -11,7 +11,7 @@ from textual.widgets import RichLog
 from bpinspect.tui.screens.console import ConsoleScreen, HistoryInput
 
 from .conftest import make_app
-from .test_app import SIZE, select_layer, settle
+from .test_app import SIZE, select_layer, settle, shown
 
 
 def output(app) -> str:
@@ -102,3 +102,8 @@ async def test_escape_interrupts_a_long_loop_then_closes_and_the_app_steps() -> 
         await pilot.press("ctrl+u", "ctrl+d")  # an empty line: ctrl+d closes
         await settle(pilot)
         assert not isinstance(app.screen, ConsoleScreen)
+
+        await pilot.press("question_mark")  # the help lists the key
+        await settle(pilot)
+        rows = shown(app.screen.query_one("#help-keys")).splitlines()
+        assert any(r.split()[:2] == ["!", "console"] for r in rows if r.strip())
