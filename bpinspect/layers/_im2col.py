@@ -116,6 +116,9 @@ def _im2col_cpu(x: np.ndarray, g: Geometry, out: np.ndarray) -> None:
         padded.fill(0)
         padded[:, :, g.ph : g.ph + h, g.pw : g.pw + w] = x
         x = padded
+    if (g.sh > 1 or g.sw > 1) and g.dh == g.dw == 1:
+        _im2col_phases(x, g, (ho, wo), out)
+        return
     s_n, s_c, s_h, s_w = x.strides
     view = np.lib.stride_tricks.as_strided(
         x,
@@ -123,6 +126,28 @@ def _im2col_cpu(x: np.ndarray, g: Geometry, out: np.ndarray) -> None:
         strides=(s_c, s_h * g.dh, s_w * g.dw, s_n, s_h * g.sh, s_w * g.sw),
     )
     np.copyto(out.reshape(view.shape), view)
+
+
+def _im2col_phases(x: np.ndarray, g: Geometry, out_hw: tuple[int, int],
+                   out: np.ndarray) -> None:
+    """im2col of a (padded) chunk with a stride, through its stride phases: kernel row
+    i = a * sh + r reads phase r = x[..., r::sh, :] from its row a on, so each kernel
+    offset copies unit-stride runs (the strided gather happens once, into the phases)."""
+    n, c, h, w = x.shape
+    ho, wo = out_hw
+    phases = scratch("im2col.phases", (g.sh, g.sw, c, n, -(-h // g.sh), -(-w // g.sw)),
+                     x.dtype, np)
+    rows = out.reshape(c, g.kh, g.kw, n, ho, wo)
+    for r in range(min(g.sh, g.kh)):
+        for t in range(min(g.sw, g.kw)):
+            plane = x[:, :, r::g.sh, t::g.sw]
+            q = phases[r, t]
+            np.copyto(q[:, :, :plane.shape[2], :plane.shape[3]], plane.transpose(1, 0, 2, 3))
+            s_c, s_n, s_h, s_w = q.strides
+            view = np.lib.stride_tricks.as_strided(
+                q, shape=(c, len(range(r, g.kh, g.sh)), len(range(t, g.kw, g.sw)), n, ho, wo),
+                strides=(s_c, s_h, s_w, s_n, s_h, s_w))
+            np.copyto(rows[:, r::g.sh, t::g.sw], view)
 
 
 def col2im(col: Array, shape: tuple[int, int, int, int], g: Geometry,

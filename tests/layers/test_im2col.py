@@ -17,6 +17,8 @@ GEOMETRIES = [
     ((3, 3, 2, 3, 2, 1, 2, 1), (1, 3, 9, 8)),   # dilation, pad > 1, unequal strides
     ((1, 1, 1, 1, 0, 0, 1, 1), (2, 4, 3, 3)),   # pointwise
     ((2, 4, 3, 2, 1, 3, 1, 2), (2, 2, 6, 7)),   # pad wider than the dilated overhang
+    ((2, 1, 3, 2, 1, 0, 1, 1), (2, 2, 8, 7)),   # kernel below the stride: phases unread
+    ((5, 5, 4, 4, 2, 1, 1, 1), (2, 2, 13, 11)),  # stride phases, pad, a partial kernel row
 ]
 
 
