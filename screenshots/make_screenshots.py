@@ -205,6 +205,26 @@ async def compare(pilot: Pilot) -> None:
     await select(pilot, "pool2")
 
 
+async def console(pilot: Pilot) -> None:
+    """! on CaffeNet after the pass: a few questions of the live blobs."""
+    await press(pilot, "c")
+    await select(pilot, "conv5")
+    await press(pilot, "exclamation_mark")
+    for line in ("d = diff('conv5'); d.shape, float(abs(d).max())",
+                 "np.count_nonzero(blob('conv5') > 0) / blob('conv5').size",
+                 "{n: float(abs(diff(n)).max()) for n in ('conv1', 'conv3', 'fc6', 'fc8')}",
+                 "blob('nope')"):
+        await press(pilot, *line, "enter")
+
+
+async def gradcheck(pilot: Pilot) -> None:
+    """g on conv1 once the pass has run: analytic vs numeric per coordinate, for its
+    bottom and both params."""
+    await press(pilot, "c")
+    await select(pilot, "conv1")
+    await press(pilot, "g")
+
+
 Scenario = Callable[[Pilot], Awaitable[None]]
 SHOTS: dict[str, tuple[argparse.Namespace | Callable[[], BpinspectApp], Scenario]] = {
     "main": (options("caffenet.prototxt", top_diff=["fc8=onehot:281"]), main_screen),
@@ -221,6 +241,8 @@ SHOTS: dict[str, tuple[argparse.Namespace | Callable[[], BpinspectApp], Scenario
                       input=[f"data={ROOT / 'nets' / 'lstm_data.npy'}",
                              f"cont={ROOT / 'nets' / 'lstm_cont.npy'}"]), gates),
     "compare": (compare_dump, compare),
+    "console": (options("caffenet.prototxt", top_diff=["fc8=onehot:281"]), console),
+    "gradcheck": (options("lrn_pool.prototxt", top_diff=["ip=onehot:3"]), gradcheck),
 }
 
 
