@@ -141,6 +141,24 @@ def _shape_text(shape: Shape) -> str:
     return "(" + ", ".join(str(d) for d in shape) + ")"
 
 
+def _tops_may_change(layer: Layer) -> bool:
+    """The layer's forward may give its tops other shapes than its setup did."""
+    return bool(getattr(layer, "top_shapes_vary", False)) or layer.type == "Python"
+
+
+def _fit(blob: Blob, shape: Shape) -> bool:
+    """Give ``blob`` data and diff of ``shape``, zeroed where reallocated (the data
+    is kept when its shape is right: an in-place layer's bottom); True if the diff
+    was reallocated."""
+    xp, dtype = blob.xp, blob.dtype
+    if tuple(blob.data.shape) != shape:
+        blob.data = xp.zeros(shape, dtype=dtype)
+    if tuple(blob.diff.shape) != shape:
+        blob.diff = xp.zeros(shape, dtype=dtype)
+        return True
+    return False
+
+
 class _Planned(Blob):
     """A blob's name and shape while the net is set up, before anything is allocated."""
 
@@ -256,6 +274,8 @@ class Net:
         self.bottom_need_backward: list[list[bool]] = []
         self._bottom_vecs: list[list[Blob]] = []
         self._top_vecs: list[list[Blob]] = []
+        # The bottom shapes each layer was last set up with (see forward_layer).
+        self._setup_bottoms: list[list[Shape]] = []
         self._top_loss: list[list[float]] = []  # Layer::loss(top_id)
         self._layer_index: dict[str, int] = {}
         self._producers: dict[str, list[int]] = {}
@@ -385,6 +405,7 @@ class Net:
             need_backward |= any(lr)
 
             self._bottom_vecs.append(bottoms)
+            self._setup_bottoms.append([b.shape for b in bottoms])
             self._top_vecs.append(tops)
             self._top_loss.append(top_loss)
             self.bottom_need_backward.append(need_backward_of_bottoms)
@@ -396,6 +417,9 @@ class Net:
                 for name in lp.top:
                     self._blob_need_backward[name] = True
 
+        # A layer whose forward may change its tops' shapes (Filter; a Python layer, whose
+        # reshape runs every forward): only then does forward_layer compare shapes.
+        self._shapes_vary: bool = any(_tops_may_change(layer) for layer in self.layers)
         # Caffe keeps the remaining blobs in a std::set: outputs come sorted by name.
         self.outputs: list[str] = sorted(available)
         for layer in self.layers:  # what data layers found at setup (rand_skip ignored, ...)
@@ -691,12 +715,22 @@ class Net:
         """Run layer ``i`` forward; return its loss contribution (sum of weight * top)."""
         layer = self.layers[i]
         tops = self._top_vecs[i]
+        if self._shapes_vary:
+            self._fit_to_bottoms(i)
         layer.forward(self._bottom_vecs[i], tops)
         loss = 0.0
         for blob, weight in zip(tops, self._top_loss[i], strict=True):
             if weight:
                 loss += weight * float(blob.data.sum())
         return loss
+
+    def undo_forward(self, i: int) -> None:
+        """Layer ``i``'s last forward was undone (a debugger stepped back over it): its
+        next forward is that one again, not a second. Only a layer with an effect
+        outside the net cares (HDF5Output rewrites its file rather than refuse)."""
+        hook = getattr(self.layers[i], "undo_forward", None)
+        if hook is not None:
+            hook()
 
     def backward_layer(self, i: int) -> None:
         """Run layer ``i`` backward, if it needs backward (else nothing)."""
@@ -743,31 +777,49 @@ class Net:
         and DummyData layers do nothing on Reshape), so reshape an input blob
         with ``net.blobs[name].reshape(shape)`` first.
         """
-        for i, layer in enumerate(self.layers):
-            bottoms = self._bottom_vecs[i]
-            if not bottoms:
+        for i in range(len(self.layers)):
+            if not self._bottom_vecs[i]:
                 continue
-            old_params = [tuple(int(d) for d in s) for s in layer.param_shapes]
-            top_shapes = layer.setup([b.shape for b in bottoms])
-            new_params = [tuple(int(d) for d in s) for s in layer.param_shapes]
-            if new_params != old_params:
-                layer.param_shapes = old_params
-                raise BpinspectError(
-                    f"layer {self.layer_names[i]!r}: the new input shapes would change its "
-                    f"params from {', '.join(map(_shape_text, old_params))} to "
-                    f"{', '.join(map(_shape_text, new_params))}"
-                )
-            for j, (blob, shape) in enumerate(zip(self._top_vecs[i], top_shapes, strict=True)):
-                shape = tuple(int(d) for d in shape)
-                if j < len(bottoms) and blob is bottoms[j] and blob.shape != shape:
-                    raise BpinspectError(
-                        f"layer {self.layer_names[i]!r}: in-place top {blob.name!r} would "
-                        f"change shape from {_shape_text(blob.shape)} to {_shape_text(shape)}"
-                    )
-                blob.reshape(shape)
+            self._reshape_layer(i)
             for blob, weight in zip(self._top_vecs[i], self._top_loss[i], strict=True):
                 if weight:
                     blob.diff[...] = weight
+
+    def _fit_to_bottoms(self, i: int) -> None:
+        """Caffe's Reshape before each Forward, where it can matter: layer ``i``'s
+        setup again when its bottoms' shapes differ from those it was set up with
+        (a Filter before it kept another number of items, or a step back put back
+        arrays of another pass)."""
+        bottoms = self._bottom_vecs[i]
+        if bottoms and [b.shape for b in bottoms] != self._setup_bottoms[i]:
+            self._reshape_layer(i)
+
+    def _reshape_layer(self, i: int) -> None:
+        """Layer ``i``'s setup from its bottoms' current shapes; its tops reshaped (a
+        loss top that is reallocated gets its loss weight back as its diff)."""
+        layer, bottoms = self.layers[i], self._bottom_vecs[i]
+        shapes = [b.shape for b in bottoms]
+        old_params = [tuple(int(d) for d in s) for s in layer.param_shapes]
+        top_shapes = layer.setup(shapes)
+        new_params = [tuple(int(d) for d in s) for s in layer.param_shapes]
+        if new_params != old_params:
+            layer.param_shapes = old_params
+            raise BpinspectError(
+                f"layer {self.layer_names[i]!r}: the new input shapes would change its "
+                f"params from {', '.join(map(_shape_text, old_params))} to "
+                f"{', '.join(map(_shape_text, new_params))}"
+            )
+        tops, weights = self._top_vecs[i], self._top_loss[i]
+        for j, (blob, shape) in enumerate(zip(tops, top_shapes, strict=True)):
+            shape = tuple(int(d) for d in shape)
+            if j < len(bottoms) and blob is bottoms[j] and blob.shape != shape:
+                raise BpinspectError(
+                    f"layer {self.layer_names[i]!r}: in-place top {blob.name!r} would "
+                    f"change shape from {_shape_text(blob.shape)} to {_shape_text(shape)}"
+                )
+            if _fit(blob, shape) and weights[j]:
+                blob.diff[...] = weights[j]
+        self._setup_bottoms[i] = shapes
 
     # ---- pycaffe ---------------------------------------------------------------
 
