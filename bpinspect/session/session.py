@@ -409,6 +409,7 @@ class Session(LayerViews):
     def restart(self) -> None:
         """A new pass with the same inputs, weights and injections; breakpoints kept."""
         self._new_generation()
+        self._undo_forwards(0)
         self.history.clear()
         self.cursor = 0
         self._seeded = False
@@ -615,11 +616,19 @@ class Session(LayerViews):
         # a layer may have made two blobs share one array.
         for key, v in values.items():
             self._put_back(key, v)
+        self._undo_forwards(k)
         self.history.truncate(k)
         first_backward = self._first_backward()
         self._seeded = first_backward is not None and k > first_backward
         self.cursor = k
         self._skip_skipped()
+
+    def _undo_forwards(self, k: int) -> None:
+        """Tell the layers whose forward steps ``k..cursor-1`` ran that those are undone:
+        running them again is the same forward, not a second (HDF5Output rewrites)."""
+        for step in self.schedule[k:self.cursor]:
+            if step.direction == FORWARD and not step.skipped:
+                self.net.undo_forward(step.layer_index)
 
     def _put_back(self, key: Key, value: Array | None) -> None:
         """Give ``key`` a copy of a recorded ``value``; None: its value before the pass
@@ -629,9 +638,9 @@ class Session(LayerViews):
             setattr(blob, kind, value.copy())
         elif key in self._initial_params:
             setattr(blob, kind, self._initial_params[key].copy())
-        elif kind == "diff":
-            live = getattr(blob, kind)
-            setattr(blob, kind, get_array_module(live).zeros_like(live))
+        elif kind == "diff":  # shaped as the data (a Filter's top varies from pass to pass)
+            live = blob.data
+            setattr(blob, kind, get_array_module(live).zeros(live.shape, dtype=blob.diff.dtype))
 
     def _replay_to(self, k: int) -> None:
         self._note(f"history: replaying the pass from the start to step {k} "
