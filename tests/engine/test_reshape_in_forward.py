@@ -4,6 +4,8 @@ shapes never change makes no setup call while it runs."""
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 
@@ -168,3 +170,54 @@ def test_a_layer_that_cannot_take_the_new_batch_is_a_one_line_error():
     with pytest.raises(BpinspectError, match="'fixed'") as info:
         net.forward(data=DATA, label=LABEL, sel=np.array([1, 0, 1, 1, 0, 1.0]).reshape(6, 1))
     assert "\n" not in str(info.value)
+
+
+POSITIVE_ROWS = '''
+class PositiveRows:
+    """Keeps the rows whose sum is positive: its reshape reads the data, as a
+    Python layer's may (Caffe calls it before every forward)."""
+
+    def __init__(self, param):
+        self.blobs = []
+
+    def setup(self, bottom, top):
+        pass
+
+    def reshape(self, bottom, top):
+        top[0].reshape(int((bottom[0].data.sum(axis=1) > 0).sum()), bottom[0].data.shape[1])
+
+    def forward(self, bottom, top):
+        x = bottom[0].data
+        top[0].data[...] = x[x.sum(axis=1) > 0]
+
+    def backward(self, top, propagate_down, bottom):
+        pass
+'''
+
+
+def test_a_python_layer_whose_reshape_reads_the_data(tmp_path, monkeypatch):
+    (tmp_path / "bpi_user_positive_rows.py").write_text(POSITIVE_ROWS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "bpi_user_positive_rows", raising=False)
+    net = make("""
+        name: "py"
+        layer { name: "in" type: "Input" top: "x" input_param { shape { dim: 4 dim: 3 } } }
+        layer { name: "keep" type: "Python" bottom: "x" top: "kept"
+                python_param { module: "bpi_user_positive_rows" layer: "PositiveRows" } }
+        layer { name: "ip" type: "InnerProduct" bottom: "kept" top: "ip"
+                inner_product_param { num_output: 2 weight_filler { type: "gaussian" } } }
+    """)
+    x = np.array([[1, 2, 3], [-1, -2, 0], [0, 0, 0.5], [-4, 1, 1.0]])
+    w, b = (to_host(p.data) for p in net.params["ip"])
+
+    def check(values, kept):
+        expected = np.array([w @ row + b for row in values if row.sum() > 0])
+        assert net.blobs["ip"].shape == (kept, 2)
+        np.testing.assert_allclose(to_host(net.blobs["ip"].data), expected)
+
+    net.forward(x=x)
+    check(x, 2)
+    net.blobs["x"].reshape((3, 3))  # another batch too: net.reshape, then the forward
+    net.reshape()
+    net.forward(x=-x[:3])
+    check(-x[:3], 1)
