@@ -32,8 +32,9 @@ unrolled net computes them unconditionally.
 Without ``expose_hidden`` the state carries over between forwards, as in Caffe:
 a forward starts from the end state of the previous forward (zeros at first,
 and after ``reset()``, Caffe's Reset); ``cont[0] == 0`` makes that irrelevant.
-``carry`` holds that state; a debugger that replays a forward may save and
-restore it.
+``carry`` holds that state; ``undo_forward`` (a debugger stepping back over a
+forward, newest first) puts back the state that forward started from, so running it
+again gives the same output.
 
 LSTMUnit (one step; bottoms c_prev (1, N, H), gate inputs (1, N, 4H), cont
 (1, N); tops c (1, N, H), h (1, N, H)) is the cell of the formulas above. For
@@ -58,6 +59,8 @@ from bpinspect.layers.base import Layer, Shape
 from bpinspect.layers.registry import register
 from bpinspect.layers.shape import count
 
+UNDO_DEPTH = 64  # forwards whose start carry is kept (a training archive keeps 16 passes)
+
 
 def _sigmoid(xp: Any, a: Array) -> Array:
     return 0.5 * xp.tanh(0.5 * a) + 0.5
@@ -78,6 +81,9 @@ class _Recurrent(Layer):
         self._bias_filler = p.bias_filler if p.HasField("bias_filler") else None
         self.static_input = False
         self.carry: list[Array] | None = None
+        # The carry before each forward, newest last: a debugger that undoes forwards
+        # (undo_forward, newest first) puts each back, so the replay starts alike.
+        self._carries_before: list[list[Array] | None] = []
         self._t = self._n = self._x_dim = self._s_dim = 0
         self._start: list[Array] = []
 
@@ -98,6 +104,12 @@ class _Recurrent(Layer):
     def reset(self) -> None:
         """Forget the carried state (Caffe's RecurrentLayer::Reset)."""
         self.carry = None
+        self._carries_before.clear()
+
+    def undo_forward(self) -> None:
+        """The last forward was undone: carry the state it started from again."""
+        if not self.expose_hidden and self._carries_before:
+            self.carry = self._carries_before.pop()
 
     def setup(self, bottom_shapes: list[Shape]) -> list[Shape]:
         self.check_blob_counts(len(bottom_shapes), 1 + self._num_states)
@@ -174,6 +186,8 @@ class _Recurrent(Layer):
             for k, end in enumerate(ends):
                 top[1 + k].data = end[None].copy()
         else:
+            self._carries_before.append(self.carry)
+            del self._carries_before[:-UNDO_DEPTH]
             self.carry = [end.copy() for end in ends]
 
     def _input_backward(self, da: Array, h_conted: Array, propagate_down: list[bool],

@@ -42,7 +42,6 @@ def lstm_reference(x, cont, w_xc, b_c, w_hc):
 def test_recurrent_view_against_a_float64_lstm() -> None:
     session = make_session("lstm_sequence.prototxt", input=INPUTS)
     session.run_to("lstm1", "forward")
-    session.step()
     params = [to_host(b.data).astype(np.float64) for b in session.net.params["lstm1"]]
     x = np.load(NETS / "lstm_data.npy").astype(np.float64)
     cont = np.load(NETS / "lstm_cont.npy").astype(np.float64)
