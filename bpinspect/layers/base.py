@@ -86,6 +86,12 @@ class Layer(ABC):
         """False for bottoms no gradient can flow to (labels); Caffe's hook."""
         return True
 
+    def has_gradient(self, bottom_index: int) -> bool:
+        """Whether the top depends smoothly on this bottom, for a gradient check: as
+        ``allow_force_backward``, except where Caffe lets force_backward ask for a
+        gradient the layer then refuses (Filter's selector)."""
+        return self.allow_force_backward(bottom_index)
+
     def reset_rng(self, seed: int) -> None:  # noqa: B027 (a hook: most layers draw nothing)
         """Re-seed a stochastic layer (Dropout), so a replay draws the same mask."""
 

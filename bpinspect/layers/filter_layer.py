@@ -71,6 +71,11 @@ class Filter(Layer):
                           "their first axis: each bottom needs one item per selector row")
         return [tuple(shape) for shape in bottom_shapes[:-1]]
 
+    def has_gradient(self, bottom_index: int) -> bool:
+        # Caffe allows force_backward on the selector, then aborts in Backward; a gradient
+        # check has nothing to check there (the tops are a step function of it).
+        return bottom_index != len(self.param.bottom) - 1
+
     def forward(self, bottom: list[Blob], top: list[Blob]) -> None:
         selector = bottom[-1].data
         xp = get_array_module(selector)

@@ -96,7 +96,7 @@ def check_layer_in_net(net: Any, i: int, *, max_coords: int = 8, eps: float = DE
     xp = net.device.xp
     f64 = np.float64
     bottoms = [_copy(f"bottom{j}", b.data, xp) for j, b in enumerate(net.bottom_blobs(i))]
-    down = [layer.allow_force_backward(j) for j in range(len(bottoms))]
+    down = [layer.has_gradient(j) for j in range(len(bottoms))]
     params = [_copy(f"param{j}", p.data, xp) for j, p in enumerate(layer.blobs)]
     if not any(down) and not params:
         note = "no bottoms or params" if not bottoms else "no gradient flows through it"
@@ -107,8 +107,7 @@ def check_layer_in_net(net: Any, i: int, *, max_coords: int = 8, eps: float = DE
     fresh.blobs = params
     fresh.param_propagate_down = [True] * len(params)
     tops = [Blob(f"top{j}", tuple(s), xp, f64) for j, s in enumerate(top_shapes)]
-    gen = np.random.default_rng(seed)
-    projections = [xp.asarray(gen.standard_normal(tuple(s))) for s in top_shapes]
+    projections: list[Any] = []
 
     def forward() -> list[Any]:
         fresh.reset_rng(seed)
@@ -120,6 +119,9 @@ def check_layer_in_net(net: Any, i: int, *, max_coords: int = 8, eps: float = DE
         return float(sum(float(((x - y) * r).sum()) for x, y, r in triples))
 
     base = forward()
+    # Drawn for the tops the forward made: a Filter's are smaller than its setup said.
+    gen = np.random.default_rng(seed)
+    projections += [xp.asarray(gen.standard_normal(tuple(t.shape))) for t in base]
     for t, r in zip(tops, projections, strict=True):
         t.diff = r.copy()
     for b, d in zip(bottoms, down, strict=True):

@@ -131,3 +131,20 @@ def test_hdf5_output_is_rewritten_when_its_forward_runs_again(make_net, tmp_path
     with h5py.File(path, "r") as f:
         assert f["data"].shape == (6, 4, 1, 1)
         assert f["label"][()].ravel().tolist() == LABEL.tolist()
+
+
+def test_the_gradient_check_of_a_filter_checks_its_blobs_not_its_selector(session):
+    """g / bpinspect check on a Filter: the projections are drawn for the tops its
+    forward made (3 of 6 items kept), and the selector, a step function, is left out."""
+    from bpinspect.session.netcheck import check_layer_in_net
+
+    s = session
+    s.run_to("filt", "forward")
+    s.step_back()  # its bottoms computed, its own forward not yet run
+    net = s.net
+    check = check_layer_in_net(net, net.layer_index("filt"), max_coords=12)
+    assert check.passed and not check.note
+    assert [r.what for r in check.results] == ["bottom[0]", "bottom[1]"]
+    assert all(r.checked > 0 for r in check.results)
+    # The kept items' gradient is the projection, the others' zero: a real check.
+    assert check.max_rel_error < 1e-6
