@@ -506,6 +506,8 @@ def layer_panel(session: Session, layer: str, request: ViewRequest, cache: Stats
                 diff = cache.stats(session, name, "diff", diff_step, param)
         except BpinspectError as exc:
             error = str(exc)
+        if data is not None:  # the shape at the step shown (a Filter's top varies)
+            shape = tuple(data.shape)
         entries.append(BlobEntry(role, name, param, shape, data, diff, data_step, diff_step,
                                  in_place, needs_diff, error))
 
