@@ -34,9 +34,13 @@ the blob under the cursor (l: log counts).
 
 Tabs (bottom right): what the selected layer keeps for its backward (LRN \
 scale cache, max-pooling argmax, concat/split slices, dropout mask, softmax \
-probabilities), the saliency map of the input (max |diff| over channels, \
-once backward reached it) and the gradient flow: every layer's data and diff \
-L2 norm, to spot vanishing or exploding gradients.
+probabilities, an LSTM's gates over time), the saliency map of the input (max \
+|diff| over channels, once backward reached it), the gradient flow: every \
+layer's data and diff L2 norm, to spot vanishing or exploding gradients; Units: \
+dead ReLU and saturated Sigmoid/TanH units per layer; Depth: every layer's \
+histogram as one strip (d: data or diff, D: shared or own range).
+
+The line over the status line holds the session's notes (N lists them).
 
 A first pass: n a few times, c to run to the end; i, fc8, onehot:281 to ask \
 what class 281 looks at, then c and the Saliency tab."""
@@ -59,7 +63,7 @@ iteration."""
 EXTRA_KEYS = [
     ("↑ ↓", "choose a layer (schedule) or a blob (blob table)"),
     ("← ↑ → ↓", "pooling tab: move the output cell"),
-    ("[ ]", "LRN / pooling tabs: previous / next channel"),
+    ("[ ]", "LRN / pooling tabs: previous / next channel; Gates: the gate"),
     ("{ }", "plane tabs: previous / next batch item"),
     ("ctrl+p", "command palette: every action by name"),
 ]
