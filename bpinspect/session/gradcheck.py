@@ -101,7 +101,8 @@ def check_layer(
     excludes coordinates at a kink (ReLU at 0, tied maxima), as Caffe's
     ``kink``/``kink_range`` do.
     """
-    xp = get_array_module(*bottoms) if bottoms else np
+    # CuPy when any bottom or param is (a layer without bottoms, Parameter: its params').
+    xp = get_array_module(*bottoms, *(params if params is not None else ()))
     bottom_blobs = [_blob(f"bottom{i}", b, xp) for i, b in enumerate(bottoms)]
     top_shapes = layer.setup([b.shape for b in bottom_blobs])
     dtype = bottoms[0].dtype if bottoms else np.float64

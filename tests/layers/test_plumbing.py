@@ -30,6 +30,71 @@ def test_silence_zeros_the_diffs_asked_for(xp):
     assert (to_host(a.diff) == 0).all() and (to_host(b.diff) == 1).all()
 
 
+def test_silence_gradient_check_each_bottom_is_assigned_zero(xp):
+    # No top: the objective (a projection of the tops) is 0 and so is every central
+    # difference. What the check can catch is a backward that leaves a diff alone:
+    # check_layer fills the bottoms' diffs with NaN first, so each must be assigned 0.
+    a, b = xp.asarray(randn((2, 3))), xp.asarray(randn((4,), 1))
+    for down in ([True, True], [False, True]):
+        layer = make_layer("Silence", bottoms=("a", "b"), tops=())
+        results = check_layer(layer, [a, b], propagate_down=down)
+        assert [r.what for r in results] == [f"bottom[{i}]" for i, d in enumerate(down) if d]
+        for r in results:
+            assert r.checked == (6 if r.what == "bottom[0]" else 4)
+            assert r.numeric == (0.0,) * r.checked and r.analytic == (0.0,) * r.checked
+        assert_passed(results)
+
+
+SILENCE_NET = """
+name: "silence_shared"
+force_backward: true
+layer { name: "data" type: "Input" top: "x" input_param { shape { dim: 2 dim: 3 } } }
+%s
+layer { name: "ip" type: "InnerProduct" bottom: "x" top: "ip"
+        inner_product_param { num_output: 4 weight_filler { type: "gaussian" std: 1 }
+                              bias_filler { type: "gaussian" std: 1 } } }
+layer { name: "loss" type: "Reduction" bottom: "ip" top: "loss" loss_weight: 0.5
+        reduction_param { operation: SUMSQ } }
+%s
+"""
+SILENCE = 'layer { name: "silence" type: "Silence" bottom: "x" }'
+
+
+@pytest.mark.parametrize("first", [True, False], ids=["silence-first", "silence-last"])
+def test_silence_beside_another_consumer_adds_nothing_to_the_gradient(xp, first):
+    """x feeds Silence and an InnerProduct (a Split between): x's diff is the loss's
+    gradient by central differences, the Silence branch of the Split holds 0."""
+    from bpinspect.backend import CPU, select_device
+    from bpinspect.engine.net import Net
+    from bpinspect.io.prototxt import parse_net
+    from bpinspect.session.gradcheck import numerical_gradient, sample_coords
+
+    text = SILENCE_NET % ((SILENCE, "") if first else ("", SILENCE))
+    net = Net(parse_net(text, "<test>"), dtype=np.float64,
+              device=CPU if xp is np else select_device("gpu"))
+    silence = net.layer_index("silence")
+    (branch,) = net.bottom_blobs(silence)
+    x = net.blobs["x"]
+    assert branch is not x  # a Split feeds the two consumers
+    net.forward(x=randn((2, 3), 2))
+
+    def objective() -> float:
+        net.forward()
+        return 0.5 * float(to_host(net.blobs["loss"].data))
+
+    # Every diff NaN first, and no clearing (backward from a start): each layer must
+    # assign its bottoms' diffs, Silence included, or the NaN reaches x through the Split.
+    for each in net.blobs.values():
+        each.diff = xp.full(each.shape, np.nan)
+    net.backward(start=net.layer_names[-1])
+    analytic = to_host(x.diff).copy()
+    np.testing.assert_array_equal(to_host(branch.diff), np.zeros((2, 3)))
+    coords = sample_coords((2, 3), None, 0)
+    numeric = numerical_gradient(objective, x.data, coords, 1e-6)
+    assert np.abs(numeric).min() > 1e-3  # a real gradient for the other consumer to give
+    np.testing.assert_allclose([analytic[c] for c in coords], numeric, rtol=1e-6, atol=1e-8)
+
+
 # ---- Parameter -------------------------------------------------------------------------
 
 
@@ -47,6 +112,19 @@ def test_parameter_is_its_top(xp):
         top.diff = xp.asarray(randn((2, 3), 1))
         layer.backward([top], [], [])
         np.testing.assert_array_equal(to_host(layer.blobs[0].diff), randn((2, 3), 1))
+
+
+@pytest.mark.parametrize("dims", [(2, 3), (4,), (2, 1, 3)])
+def test_parameter_gradient_check(xp, dims):
+    # No bottom: the only gradient is the param's, d<top, R>/dparam = R (the top diff).
+    shape = " ".join(f"dim: {d}" for d in dims)
+    text = f"parameter_param {{ shape {{ {shape} }} }}"
+    w = xp.asarray(randn(dims, 3))
+    results = check_layer(make_layer("Parameter", text, bottoms=(), tops=("p",)), [], [w])
+    assert [r.what for r in results] == ["param[0]"]
+    assert results[0].checked == int(np.prod(dims))
+    assert np.abs(results[0].numeric).min() > 1e-3
+    assert_passed(results)
 
 
 # ---- BatchReindex ----------------------------------------------------------------------
