@@ -280,6 +280,33 @@ def test_bias_from_bottom1(xp):
                               [xp.asarray(x), xp.asarray(b)]))
 
 
+@pytest.mark.parametrize(("text", "shape", "bshape", "axis"), [
+    ("", (2, 3, 4, 2), (3,), 1),
+    ("", (2, 3, 4), (3, 4), 1),
+    ("bias_param { axis: 0 }", (2, 3, 4), (2,), 0),
+    ("bias_param { axis: 0 }", (2, 3, 4), (2, 3, 4), 0),
+    ("bias_param { axis: -1 }", (2, 3, 4), (4,), 2),
+    ("bias_param { axis: 2 }", (2, 3, 4, 5), (4, 5), 2),
+    # With the bias from bottom[1], Caffe takes its shape from that blob: num_axes is
+    # not read (here it would say 1 axis, the bias has 2).
+    ("bias_param { axis: 1 num_axes: 1 }", (2, 3, 4), (3, 4), 1),
+    # A scalar bias: Caffe sets axis 0 whatever axis says (even one past the bottom).
+    ("bias_param { axis: 5 }", (2, 3, 4), (), None),
+])
+def test_bias_from_bottom1_forward_by_loops(xp, text, shape, bshape, axis):
+    rng = np.random.default_rng(12)
+    x, b = rng.standard_normal(shape), rng.standard_normal(bshape)
+    layer = make_layer("Bias", text, bottoms=("x", "b"))
+    assert layer.setup([shape, bshape]) == [shape] and layer.param_shapes == []
+    _, tops = run_forward(make_layer("Bias", text, bottoms=("x", "b")), xp, [x, b])
+    expected = np.empty(shape)  # Caffe's loop: top[i] = x[i] + b[the bias axes of i]
+    for index in np.ndindex(*shape):
+        expected[index] = x[index] + (b[index[axis: axis + len(bshape)]] if bshape else b)
+    np.testing.assert_allclose(to_host(tops[0].data), expected, rtol=1e-12)
+    assert_passed(check_layer(make_layer("Bias", text, bottoms=("x", "b")),
+                              [xp.asarray(x), xp.asarray(b)]))
+
+
 @pytest.mark.parametrize(("type_name", "text", "shapes", "match"), [
     ("Scale", "scale_param { axis: 2 num_axes: 2 }", [(2, 3, 4)], "extends past"),
     ("Scale", "", [(2, 3, 4), (4,)], "does not match"),
