@@ -159,6 +159,58 @@ def test_gradients(case, method, xp):
     assert result.passed, result
 
 
+FLOOR_CASES = [
+    # (pooling_param text, shape, (kh, kw, sh, sw, ph, pw)): odd sizes, where rounding
+    # down drops the last window that CEIL keeps (on at least one axis).
+    ("kernel_size: 2 stride: 2", (1, 2, 5, 5), (2, 2, 2, 2, 0, 0)),
+    ("kernel_size: 3 stride: 2", (2, 2, 6, 8), (3, 3, 2, 2, 0, 0)),
+    ("kernel_size: 3 stride: 2 pad: 1", (1, 3, 6, 7), (3, 3, 2, 2, 1, 1)),  # pad in windows
+    ("kernel_h: 2 kernel_w: 3 stride_h: 2 stride_w: 3 pad_h: 1 pad_w: 0", (2, 2, 5, 8),
+     (2, 3, 2, 3, 1, 0)),
+    ("kernel_size: 4 stride: 3 pad: 2", (1, 2, 8, 10), (4, 4, 3, 3, 2, 2)),
+]
+
+
+def _floor_layer(text, method, tops=""):
+    return make_layer(f'name: "p" type: "Pooling" {tops} pooling_param {{ pool: {method} '
+                      f"{text} round_mode: FLOOR }}")
+
+
+@pytest.mark.parametrize("method", ["MAX", "AVE"])
+@pytest.mark.parametrize("case", FLOOR_CASES, ids=lambda c: f"{c[0]}-{c[1]}")
+def test_floor_round_mode_forward_matches_loops(case, method, xp):
+    text, shape, geometry = case
+    expected, argmax = pool_reference(distinct_values(shape, seed=5), method, *geometry,
+                                      ceil=False)
+    assert expected.shape != pool_reference(np.zeros(shape), method, *geometry)[0].shape
+    layer = _floor_layer(text, method)
+    assert layer.setup([shape]) == [expected.shape]
+    (top,), _, _ = run_forward(_floor_layer(text, method), [distinct_values(shape, seed=5)],
+                               xp=xp)
+    # AVE: the divisor counts the padding inside a window (Caffe's pool_size), not the
+    # overhang past it; FLOOR windows never overhang, so the padding is all there is.
+    np.testing.assert_allclose(top, expected, rtol=1e-12)
+    if method == "MAX":
+        layer = _floor_layer(text, method)
+        run_forward(layer, [distinct_values(shape, seed=5)], xp=xp)
+        got = to_host(layer.internals()["argmax"])
+        assert got.dtype.kind == "i"
+        np.testing.assert_array_equal(got, argmax)
+        masked = _floor_layer(text, method, 'top: "p" top: "mask"')
+        (top, mask), _, _ = run_forward(masked, [distinct_values(shape, seed=5)], xp=xp)
+        np.testing.assert_allclose(top, expected, rtol=1e-12)
+        np.testing.assert_array_equal(mask, argmax.astype(np.float64))
+
+
+@pytest.mark.parametrize("method", ["MAX", "AVE"])
+@pytest.mark.parametrize("case", FLOOR_CASES, ids=lambda c: f"{c[0]}-{c[1]}")
+def test_floor_round_mode_gradients(case, method, xp):
+    text, shape, _ = case
+    x = xp.asarray(distinct_values(shape, seed=6))
+    (result,) = check_layer(_floor_layer(text, method), [x])
+    assert result.checked == math.prod(shape) and result.passed, result
+
+
 def test_max_backward_with_overlapping_windows_matches_loops(xp):
     # kernel 3, stride 2: neighbouring windows share a row/column, so one input can
     # win two or four windows and must receive the sum of their diffs.
