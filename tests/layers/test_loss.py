@@ -229,6 +229,74 @@ def test_accuracy(xp, top_k, ignore):
     assert 0 < expected < 1
 
 
+def accuracy_loop(scores, labels, axis, top_k, ignore):
+    """accuracy_layer.cpp's Forward_cpu on the flat arrays: (accuracy, per-class)."""
+    data, label = scores.reshape(-1), labels.reshape(-1)
+    axis %= scores.ndim
+    outer, num_labels = int(np.prod(scores.shape[:axis])), scores.shape[axis]
+    inner = int(np.prod(scores.shape[axis + 1:]))
+    dim = data.size // outer
+    accuracy = count = 0
+    nums, hits = [0] * num_labels, [0] * num_labels
+    for i in range(outer):
+        for j in range(inner):
+            label_value = int(label[i * inner + j])
+            if ignore is not None and label_value == ignore:
+                continue
+            nums[label_value] += 1
+            prob_of_true_class = data[i * dim + label_value * inner + j]
+            num_better_predictions = -1  # the true class also counts as "better"
+            for k in range(num_labels):
+                num_better_predictions += data[i * dim + k * inner + j] >= prob_of_true_class
+            if num_better_predictions < top_k:
+                accuracy += 1
+                hits[label_value] += 1
+            count += 1
+    per_class = [0.0 if n == 0 else h / n for h, n in zip(hits, nums, strict=True)]
+    return (0.0 if count == 0 else accuracy / count), np.array(per_class)
+
+
+@pytest.mark.parametrize(("axis", "shape", "label_shape"), [
+    (None, (2, 5, 3, 4), (2, 3, 4)),  # (N, C, H, W) scores, (N, H, W) labels
+    (1, (3, 5, 7), (3, 1, 7)),  # only the count must match
+    (2, (2, 3, 5, 4), (2, 3, 4)),
+    (-1, (4, 3, 5), (4, 3)),
+    (0, (5, 4, 6), (24,)),
+])
+@pytest.mark.parametrize(("top_k", "ignore"), [(1, None), (2, None), (3, 1), (1, IGNORE)])
+@pytest.mark.parametrize("ties", [False, True])
+def test_accuracy_axis_spatial_top_k_ignore_per_class(xp, axis, shape, label_shape, top_k,
+                                                      ignore, ties):
+    rng = np.random.default_rng(8)
+    classes = shape[axis if axis is not None else 1]
+    # Ties (scores rounded to halves): Caffe counts a class scoring >= the true one as better.
+    x = rng.standard_normal(shape)
+    if ties:
+        x = np.round(2 * x) / 2
+    labels = rng.integers(0, classes - 1, label_shape).astype(np.float64)  # none of the last
+    if ignore == IGNORE:
+        labels.flat[::4] = IGNORE
+    fields = [f"top_k: {top_k}"] + ([f"axis: {axis}"] if axis is not None else [])
+    fields += [f"ignore_label: {ignore}"] if ignore is not None else []
+    text = f"accuracy_param {{ {' '.join(fields)} }}"
+    layer = make_layer("Accuracy", text, bottoms=("score", "label"), tops=("acc", "per_class"))
+    assert layer.setup([shape, label_shape]) == [(), (classes,)]
+    _, tops = run_forward(make_layer("Accuracy", text, bottoms=("score", "label"),
+                                     tops=("acc", "per_class")), xp, [x, labels])
+    expected, per_class = accuracy_loop(x, labels, axis if axis is not None else 1, top_k,
+                                        ignore)
+    assert 0 < expected < 1 and per_class[-1] == 0  # the last class: no label, 0 not NaN
+    if ignore == 1:  # an ignored real class: counted nowhere
+        assert per_class[1] == 0
+    assert float(to_host(tops[0].data)) == pytest.approx(expected, rel=1e-12, abs=1e-15)
+    assert to_host(tops[1].data).shape == (classes,)
+    np.testing.assert_allclose(to_host(tops[1].data), per_class, rtol=1e-12)
+    # One top: the same accuracy.
+    _, (acc,) = run_forward(make_layer("Accuracy", text, bottoms=("score", "label"),
+                                       tops=("acc",)), xp, [x, labels])
+    assert float(to_host(acc.data)) == float(to_host(tops[0].data))
+
+
 def test_accuracy_has_no_backward(xp):
     layer = make_layer("Accuracy", bottoms=("score", "label"), tops=("acc",))
     assert not layer.is_loss
