@@ -225,6 +225,14 @@ async def gradcheck(pilot: Pilot) -> None:
     await press(pilot, "g")
 
 
+async def cost(pilot: Pilot) -> None:
+    """CaffeNet after a whole pass, the schedule zoomed: each layer's last forward and
+    backward time and the memory of its tops and params, as ``caffe time`` counts."""
+    await press(pilot, "c")
+    await select(pilot, "conv2")
+    await press(pilot, "m")
+
+
 Scenario = Callable[[Pilot], Awaitable[None]]
 SHOTS: dict[str, tuple[argparse.Namespace | Callable[[], BpinspectApp], Scenario]] = {
     "main": (options("caffenet.prototxt", top_diff=["fc8=onehot:281"]), main_screen),
@@ -243,14 +251,16 @@ SHOTS: dict[str, tuple[argparse.Namespace | Callable[[], BpinspectApp], Scenario
     "compare": (compare_dump, compare),
     "console": (options("caffenet.prototxt", top_diff=["fc8=onehot:281"]), console),
     "gradcheck": (options("lrn_pool.prototxt", top_diff=["ip=onehot:3"]), gradcheck),
+    "cost": (options("caffenet.prototxt", top_diff=["fc8=onehot:281"]), cost),
 }
+TIMED = {"cost"}  # shows real times: differs every time it is made
 
 
 async def shoot(name: str) -> Path:
     opts, scenario = SHOTS[name]
     made = opts() if callable(opts) else opts
     app = made if isinstance(made, BpinspectApp) else BpinspectApp(made)
-    app.show_timings = False
+    app.show_timings = name in TIMED
     app.animation_level = "none"
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
