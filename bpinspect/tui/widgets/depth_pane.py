@@ -40,7 +40,7 @@ class DepthPane(Static):
     """
 
     DEFAULT_CSS = """
-    DepthPane { height: auto; padding: 0 1; }
+    DepthPane { height: auto; padding: 0 1; text-wrap: nowrap; text-overflow: ellipsis; }
     DepthPane > .depth-pane--strip { color: $accent; }
     DepthPane > .depth-pane--muted { color: $text-muted; }
     """

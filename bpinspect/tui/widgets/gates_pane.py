@@ -31,7 +31,7 @@ class GatesPane(PlanePane):
     """``[ ]`` choose the gate (i, f, o, g, c, h), ``{ }`` the batch item."""
 
     DEFAULT_CSS = """
-    GatesPane > #gates-info { height: auto; }
+    GatesPane > #gates-info { height: auto; text-wrap: nowrap; text-overflow: ellipsis; }
     GatesPane > #gates-legend { height: 1; }
     """
 

@@ -64,7 +64,7 @@ class UnitsPane(Static):
     """
 
     DEFAULT_CSS = """
-    UnitsPane { height: auto; padding: 0 1; }
+    UnitsPane { height: auto; padding: 0 1; text-wrap: nowrap; text-overflow: ellipsis; }
     UnitsPane > .units-pane--bar { color: $accent; }
     UnitsPane > .units-pane--alarm { color: $error; text-style: bold; }
     UnitsPane > .units-pane--muted { color: $text-muted; }
