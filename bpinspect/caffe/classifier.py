@@ -17,6 +17,25 @@ from bpinspect.layers.python_layer import TEST
 __all__ = ["Classifier"]
 
 
+def input_transformer(net: Net, mean: Any, input_scale: float | None,
+                      raw_scale: float | None,
+                      channel_swap: Sequence[int] | None) -> io.Transformer:
+    """The Transformer pycaffe's Classifier and Detector make for the net's first input:
+    HWC to CHW, then the options that were given."""
+    in_ = net.inputs[0]
+    transformer = io.Transformer({in_: net.blobs[in_].data.shape})
+    transformer.set_transpose(in_, (2, 0, 1))
+    if mean is not None:
+        transformer.set_mean(in_, mean)
+    if input_scale is not None:
+        transformer.set_input_scale(in_, input_scale)
+    if raw_scale is not None:
+        transformer.set_raw_scale(in_, raw_scale)
+    if channel_swap is not None:
+        transformer.set_channel_swap(in_, channel_swap)
+    return transformer
+
+
 class Classifier(Net):
     def __init__(self, model_file: Any, pretrained_file: Any, image_dims: Any = None,
                  mean: Any = None, input_scale: float | None = None,
@@ -24,16 +43,7 @@ class Classifier(Net):
                  ) -> None:
         super().__init__(model_file, TEST, weights=pretrained_file)
         in_ = self.inputs[0]
-        self.transformer = io.Transformer({in_: self.blobs[in_].data.shape})
-        self.transformer.set_transpose(in_, (2, 0, 1))
-        if mean is not None:
-            self.transformer.set_mean(in_, mean)
-        if input_scale is not None:
-            self.transformer.set_input_scale(in_, input_scale)
-        if raw_scale is not None:
-            self.transformer.set_raw_scale(in_, raw_scale)
-        if channel_swap is not None:
-            self.transformer.set_channel_swap(in_, channel_swap)
+        self.transformer = input_transformer(self, mean, input_scale, raw_scale, channel_swap)
         self.crop_dims = np.array(self.blobs[in_].data.shape[2:])
         self.image_dims = image_dims if image_dims is not None and len(image_dims) else \
             self.crop_dims

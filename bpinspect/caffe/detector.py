@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from bpinspect.caffe import io
+from bpinspect.caffe.classifier import input_transformer
 from bpinspect.caffe.net import Net
 from bpinspect.errors import BpinspectError
 from bpinspect.layers.python_layer import TEST
@@ -38,17 +39,7 @@ class Detector(Net):
                  channel_swap: Sequence[int] | None = None, context_pad: int | None = None
                  ) -> None:
         super().__init__(model_file, TEST, weights=pretrained_file)
-        in_ = self.inputs[0]
-        self.transformer = io.Transformer({in_: self.blobs[in_].data.shape})
-        self.transformer.set_transpose(in_, (2, 0, 1))
-        if mean is not None:
-            self.transformer.set_mean(in_, mean)
-        if input_scale is not None:
-            self.transformer.set_input_scale(in_, input_scale)
-        if raw_scale is not None:
-            self.transformer.set_raw_scale(in_, raw_scale)
-        if channel_swap is not None:
-            self.transformer.set_channel_swap(in_, channel_swap)
+        self.transformer = input_transformer(self, mean, input_scale, raw_scale, channel_swap)
         self.configure_crop(context_pad)
 
     def detect_windows(self, images_windows: Iterable[tuple[Any, Any]]) -> list[dict]:
