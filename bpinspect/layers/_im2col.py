@@ -28,6 +28,7 @@ from __future__ import annotations
 import math
 import threading
 import types
+from collections.abc import Iterator
 from typing import NamedTuple
 
 import numpy as np
@@ -82,6 +83,17 @@ def offset_slices(g: Geometry, h: int, w: int, ho: int, wo: int, i: int, j: int,
     rows = slice(iy, iy + (y1 - y0 - 1) * g.sh + 1, g.sh)
     cols = slice(ix, ix + (x1 - x0 - 1) * g.sw + 1, g.sw)
     return (slice(y0, y1), slice(x0, x1)), (rows, cols)
+
+
+def kernel_offsets(g: Geometry, h: int, w: int, ho: int, wo: int) -> Iterator[
+        tuple[int, int, tuple[slice, slice], tuple[slice, slice]]]:
+    """Each kernel offset (i, j), row-major, that some output cell reads inside the
+    image, with its (output, input) slices (``offset_slices``)."""
+    for i in range(g.kh):
+        for j in range(g.kw):
+            where = offset_slices(g, h, w, ho, wo, i, j)
+            if where is not None:
+                yield i, j, where[0], where[1]
 
 
 def im2col(x: Array, g: Geometry, out: Array | None = None) -> Array:
@@ -182,19 +194,14 @@ def col2im(col: Array, shape: tuple[int, int, int, int], g: Geometry,
             phases.fill(0)
         else:
             part.fill(0)
-        for i in range(g.kh):
-            for j in range(g.kw):
-                where = offset_slices(g, h, w, ho, wo, i, j)
-                if where is None:
-                    continue
-                (ys, xs), (rows, cols) = where
-                slab = slabs[:, i, j, n0:n1, ys, xs].transpose(1, 0, 2, 3)
-                if strided:
-                    a, r = divmod(rows.start, g.sh)
-                    b, t = divmod(cols.start, g.sw)
-                    phases[r, t, :, :, a:a + ys.stop - ys.start, b:b + xs.stop - xs.start] += slab
-                else:
-                    part[:, :, rows, cols] += slab
+        for i, j, (ys, xs), (rows, cols) in kernel_offsets(g, h, w, ho, wo):
+            slab = slabs[:, i, j, n0:n1, ys, xs].transpose(1, 0, 2, 3)
+            if strided:
+                a, r = divmod(rows.start, g.sh)
+                b, t = divmod(cols.start, g.sw)
+                phases[r, t, :, :, a:a + ys.stop - ys.start, b:b + xs.stop - xs.start] += slab
+            else:
+                part[:, :, rows, cols] += slab
         if strided:
             for r in range(g.sh):
                 for t in range(g.sw):
@@ -245,13 +252,8 @@ def col2im_batch_last(col: np.ndarray, shape: tuple[int, int, int, int], g: Geom
     def channels(c0: int, c1: int) -> None:  # channels c0..c1 of out: disjoint
         plane = scratch("col2im.last", (c1 - c0, h, w, n), col.dtype, np)
         plane.fill(0)
-        for i in range(g.kh):
-            for j in range(g.kw):
-                where = offset_slices(g, h, w, ho, wo, i, j)
-                if where is None:
-                    continue
-                (ys, xs), (rows, cols) = where
-                plane[:, rows, cols] += slabs[c0:c1, i, j, ys, xs]
+        for i, j, (ys, xs), (rows, cols) in kernel_offsets(g, h, w, ho, wo):
+            plane[:, rows, cols] += slabs[c0:c1, i, j, ys, xs]
         np.copyto(out[:, c0:c1], plane.transpose(3, 0, 1, 2))
 
     parallel_parts(channels, c, out.size)

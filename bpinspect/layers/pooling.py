@@ -38,7 +38,7 @@ import numpy as np
 from bpinspect.backend import Array, get_array_module
 from bpinspect.engine.blob import Blob
 from bpinspect.layers import _cuda
-from bpinspect.layers._im2col import Geometry, offset_slices, scratch
+from bpinspect.layers._im2col import Geometry, kernel_offsets, scratch
 from bpinspect.layers._parallel import parallel_parts
 from bpinspect.layers.base import Layer, Shape
 from bpinspect.layers.registry import register
@@ -146,11 +146,7 @@ class Pooling(Layer):
         element lies in the image, and the bottom cells they read."""
         h, w = bottom_shape[2:]
         ho, wo = top_shape[2:]
-        for i in range(self.kh):
-            for j in range(self.kw):
-                where = offset_slices(self.geometry, h, w, ho, wo, i, j)
-                if where is not None:
-                    yield i, j, where[0], where[1]
+        return kernel_offsets(self.geometry, h, w, ho, wo)
 
     def _window_starts(self, xp: Any, top_shape: Shape) -> tuple[Array, Array]:
         """Top-left bottom coordinate of each window, before clipping."""
