@@ -32,13 +32,14 @@ hands any other bottom (1-D, 3-D, ``axis`` other than 1) to ``conv_nd``.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 
 from bpinspect.backend import Array, get_array_module
 from bpinspect.engine.blob import Blob
 from bpinspect.layers import conv_nd
+from bpinspect.layers._conv_common import ConvolutionCommon
 from bpinspect.layers._im2col import (
     Geometry,
     col2im,
@@ -74,20 +75,13 @@ def _spatial(layer: Layer, p: Any, field: str, hw: str | None,
     raise AssertionError("unreachable: fail raises")
 
 
-class _ConvolutionBase(Layer):
+class _ConvolutionBase(ConvolutionCommon):
     """Parsing, shapes and the three products shared by Convolution and Deconvolution."""
-
-    min_num_bottoms = 1
-    min_num_tops = 1
-    transposed: ClassVar[bool] = False  # Deconvolution: the conv input is the top
 
     def __init__(self, param: Any, phase: str = "test") -> None:
         super().__init__(param, phase)
+        self._read_common()
         p = param.convolution_param
-        self.num_output = int(p.num_output)
-        self.bias_term = bool(p.bias_term)
-        self.group = int(p.group)
-        self.axis = int(p.axis)
         self.geometry: Geometry | None = None  # None: > 2 values, for conv_nd to read
         if conv_nd.fits_2d(p):
             kh, kw = _spatial(self, p, "kernel_size", "kernel", None)
@@ -95,58 +89,30 @@ class _ConvolutionBase(Layer):
             ph, pw = _spatial(self, p, "pad", "pad", 0)
             dh, dw = _spatial(self, p, "dilation", None, 1)
             self.geometry = Geometry(kh, kw, sh, sw, ph, pw, dh, dw)
-        self._weight_filler = p.weight_filler if p.HasField("weight_filler") else None
-        self._bias_filler = p.bias_filler if p.HasField("bias_filler") else None
-        self.conv_in = self.conv_out = 0  # channels of the conv input / output (setup)
 
     # -- contract ------------------------------------------------------------
-    def check_blob_counts(self, num_bottoms: int, num_tops: int) -> None:
-        super().check_blob_counts(num_bottoms, num_tops)
-        if num_bottoms != num_tops:
-            self.fail(f"takes one top per bottom (shared weights), got {num_bottoms} "
-                      f"bottom(s) and {num_tops} top(s)")
-
     def setup(self, bottom_shapes: list[Shape]) -> list[Shape]:
         g = self.geometry
         shape = tuple(bottom_shapes[0])
         if len(shape) != 4 or self.axis not in (1, -3) or g is None:
             return conv_nd.hand_over(self).setup(bottom_shapes)  # not (N, C, H, W): N-D
-        for other in bottom_shapes[1:]:
-            if tuple(other) != shape:
-                self.fail(f"all bottoms must have one shape: {shape} vs {tuple(other)}")
-        if set(self.param.bottom) & set(self.param.top):
-            self.fail("cannot run in place (bottom and top must differ)")
+        n, c, h, w = self._check_bottoms(bottom_shapes)
         if min(g.kh, g.kw) <= 0:
             self.fail(f"kernel size must be > 0, got {g.kh}x{g.kw}")
         if min(g.sh, g.sw) <= 0 or min(g.dh, g.dw) <= 0:
             self.fail(f"stride and dilation must be > 0, got stride {g.sh}x{g.sw}, "
                       f"dilation {g.dh}x{g.dw}")
-        if self.num_output <= 0:
-            self.fail("convolution_param.num_output must be given (> 0)")
-        n, c, h, w = shape
-        if self.group <= 0 or c % self.group or self.num_output % self.group:
-            self.fail(f"group {self.group} must divide both the input channels ({c}) "
-                      f"and num_output ({self.num_output})")
+        self._set_channels(c)
         if self.transposed:
-            self.conv_in, self.conv_out = self.num_output, c
             top_hw = (g.sh * (h - 1) + g.dh * (g.kh - 1) + 1 - 2 * g.ph,
                       g.sw * (w - 1) + g.dw * (g.kw - 1) + 1 - 2 * g.pw)
         else:
-            self.conv_in, self.conv_out = c, self.num_output
             top_hw = g.out_size(h, w)
         if min(top_hw) <= 0:
             self.fail(f"the {g.kh}x{g.kw} kernel leaves no output for the input {h}x{w} "
                       f"(pad {g.ph}x{g.pw}, stride {g.sh}x{g.sw}, dilation {g.dh}x{g.dw})")
-        self.param_shapes = [(self.conv_out, self.conv_in // self.group, g.kh, g.kw)]
-        if self.bias_term:
-            self.param_shapes.append((self.num_output,))
+        self._set_param_shapes((g.kh, g.kw))
         return [(n, self.num_output, *top_hw) for _ in bottom_shapes]
-
-    def param_fillers(self) -> list[Any]:
-        return [self._weight_filler, self._bias_filler][: len(self.param_shapes)]
-
-    def _wants_param_diff(self, i: int) -> bool:
-        return self.param_propagate_down[i] if len(self.param_propagate_down) > i else True
 
     # -- the products, on one chunk of images ---------------------------------------
     def _chunks(self, x: Array) -> Iterator[slice]:

@@ -38,6 +38,7 @@ from typing import Any, ClassVar
 
 from bpinspect.backend import Array, get_array_module
 from bpinspect.engine.blob import Blob
+from bpinspect.layers._conv_common import ConvolutionCommon
 from bpinspect.layers._im2col_nd import NdGeometry, col2im_nd, im2col_nd
 from bpinspect.layers.base import Layer, Shape
 
@@ -75,13 +76,9 @@ def _per_axis(layer: Layer, p: Any, field: str, hw: str | None, default: int | N
     raise AssertionError("unreachable: fail raises")
 
 
-class _ConvolutionNdBase(Layer):
+class _ConvolutionNdBase(ConvolutionCommon):
     """Parsing, shapes and the three products shared by the N-D Convolution and
     Deconvolution."""
-
-    min_num_bottoms = 1
-    min_num_tops = 1
-    transposed: ClassVar[bool] = False  # Deconvolution: the conv input is the top
 
     def __init__(self, param: Any, phase: str = "test") -> None:
         super().__init__(param, phase)
@@ -89,31 +86,13 @@ class _ConvolutionNdBase(Layer):
 
     def _read_param(self) -> None:
         """The fields that need no bottom shape (the spatial ones are read in setup)."""
-        p = self.param.convolution_param
-        self.num_output = int(p.num_output)
-        self.bias_term = bool(p.bias_term)
-        self.group = int(p.group)
-        self.axis = int(p.axis)
-        self._weight_filler = p.weight_filler if p.HasField("weight_filler") else None
-        self._bias_filler = p.bias_filler if p.HasField("bias_filler") else None
+        self._read_common()
         self.geometry: NdGeometry | None = None  # setup: needs the number of spatial axes
         self.channel_axis = 1
-        self.conv_in = self.conv_out = 0  # channels of the conv input / output (setup)
 
     # -- contract ------------------------------------------------------------
-    def check_blob_counts(self, num_bottoms: int, num_tops: int) -> None:
-        super().check_blob_counts(num_bottoms, num_tops)
-        if num_bottoms != num_tops:
-            self.fail(f"takes one top per bottom (shared weights), got {num_bottoms} "
-                      f"bottom(s) and {num_tops} top(s)")
-
     def setup(self, bottom_shapes: list[Shape]) -> list[Shape]:
-        shape = tuple(int(d) for d in bottom_shapes[0])
-        for other in bottom_shapes[1:]:
-            if tuple(other) != shape:
-                self.fail(f"all bottoms must have one shape: {shape} vs {tuple(other)}")
-        if set(self.param.bottom) & set(self.param.top):
-            self.fail("cannot run in place (bottom and top must differ)")
+        shape = self._check_bottoms(bottom_shapes)
         if not -len(shape) <= self.axis < len(shape):
             self.fail(f"axis {self.axis} is out of range for the {len(shape)}-axis bottom "
                       f"{shape}")
@@ -123,25 +102,14 @@ class _ConvolutionNdBase(Layer):
             self.fail(f"the channel axis {self.channel_axis} leaves no spatial axis in the "
                       f"bottom {shape}")
         g = self.geometry = self._read_geometry(axes)
-        if self.num_output <= 0:
-            self.fail("convolution_param.num_output must be given (> 0)")
         lead, c, spatial = shape[:self.channel_axis], shape[self.channel_axis], shape[-axes:]
-        if self.group <= 0 or c % self.group or self.num_output % self.group:
-            self.fail(f"group {self.group} must divide both the input channels ({c}) "
-                      f"and num_output ({self.num_output})")
-        if self.transposed:
-            self.conv_in, self.conv_out = self.num_output, c
-            top_spatial = g.transposed_size(spatial)
-        else:
-            self.conv_in, self.conv_out = c, self.num_output
-            top_spatial = g.out_size(spatial)
+        self._set_channels(c)
+        top_spatial = g.transposed_size(spatial) if self.transposed else g.out_size(spatial)
         if min(top_spatial) <= 0:
             self.fail(f"the kernel {_x(g.kernel)} leaves no output for the input "
                       f"{_x(spatial)} (pad {_x(g.pad)}, stride {_x(g.stride)}, dilation "
                       f"{_x(g.dilation)})")
-        self.param_shapes = [(self.conv_out, self.conv_in // self.group, *g.kernel)]
-        if self.bias_term:
-            self.param_shapes.append((self.num_output,))
+        self._set_param_shapes(g.kernel)
         return [(*lead, self.num_output, *top_spatial) for _ in bottom_shapes]
 
     def _read_geometry(self, axes: int) -> NdGeometry:
@@ -156,12 +124,6 @@ class _ConvolutionNdBase(Layer):
             self.fail(f"stride and dilation must be > 0, got stride {_x(g.stride)}, "
                       f"dilation {_x(g.dilation)}")
         return g
-
-    def param_fillers(self) -> list[Any]:
-        return [self._weight_filler, self._bias_filler][: len(self.param_shapes)]
-
-    def _wants_param_diff(self, i: int) -> bool:
-        return self.param_propagate_down[i] if len(self.param_propagate_down) > i else True
 
     # -- layout ------------------------------------------------------------------
     def _fold(self, a: Array) -> Array:
