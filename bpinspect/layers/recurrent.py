@@ -143,11 +143,14 @@ class _Recurrent(Layer):
         self.param_shapes += self.recurrent_param_shapes()
         return [(t, n, h)] + [(1, n, h)] * self._num_states
 
+    # Each recurrent layer (RNN, LSTM) gives its own; _Recurrent is never registered.
     def recurrent_param_shapes(self) -> list[Shape]:
-        raise NotImplementedError
+        """The shapes of the params after the input transform's (W_hc; W_hh, W_ho, b_o)."""
+        raise NotImplementedError(f"{type(self).__name__} gives its recurrent params")
 
     def recurrent_fillers(self) -> list[Any]:
-        raise NotImplementedError
+        """The fillers of those params, in their order."""
+        raise NotImplementedError(f"{type(self).__name__} gives its recurrent fillers")
 
     def param_fillers(self) -> list[Any]:
         fillers = [self._weight_filler, self._bias_filler]
