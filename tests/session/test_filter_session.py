@@ -12,21 +12,9 @@ import pytest
 from bpinspect.backend import to_host
 from bpinspect.session.session import Session
 from bpinspect.tui.view_data import StatsCache, ViewRequest, layer_panel
+from tests.engine.test_reshape_in_forward import FILTER_NET
 
-NET = """
-name: "filtered"
-layer { name: "in" type: "Input" top: "data" top: "label" top: "sel"
-        input_param { shape { dim: 6 dim: 3 } shape { dim: 6 } shape { dim: 6 dim: 1 } } }
-layer { name: "ip0" type: "InnerProduct" bottom: "data" top: "h"
-        inner_product_param { num_output: 4 weight_filler { type: "gaussian" } } }
-layer { name: "filt" type: "Filter" bottom: "h" bottom: "label" bottom: "sel"
-        top: "fh" top: "flabel" }
-layer { name: "ip" type: "InnerProduct" bottom: "fh" top: "ip"
-        inner_product_param { num_output: 3 weight_filler { type: "gaussian" } } }
-layer { name: "relu" type: "ReLU" bottom: "ip" top: "ip" }
-layer { name: "loss" type: "SoftmaxWithLoss" bottom: "ip" bottom: "flabel" top: "loss"
-        propagate_down: true propagate_down: false }
-"""
+NET = FILTER_NET  # the engine test's net: a Filter between two InnerProducts
 
 SAVE = """
 layer {{ name: "save" type: "HDF5Output" bottom: "fh" bottom: "flabel"
