@@ -1,44 +1,135 @@
-"""``out += a @ b`` for big ``out``: what Caffe's GEMM with beta = 1 does in one pass.
+"""The layers' GEMMs, ``out = a @ b`` and ``out += a @ b``: on the CPU, each split
+over bpinspect's own threads (``_parallel``) with the BLAS on one thread.
 
-NumPy has no accumulating GEMM: ``out += a @ b`` writes the whole product to
-a fresh temporary (page faults included) and reads it back. For a weight diff
-such as fc6's (4096 x 9216, 151 MB) that traffic is most of the layer's
-backward. Here the product goes through a small reused buffer, a block of
-rows at a time, so it stays in cache and ``out`` is read and written once.
+Why not the BLAS's own threads. After a GEMM, OpenBLAS's worker threads spin
+for a while, waiting for the next one. On a machine with few cores they hold
+the cores that the NumPy work after the GEMM splits itself over (col2im, the
+bias pass, pooling), and that work runs at about half speed: col2im of
+CaffeNet's conv2 at batch 16 takes 27 ms right after a GEMM, 13 ms with the
+BLAS threads asleep. So the layers hand each GEMM to the same pool as the rest
+of their work, a one-thread BLAS call per part, and no thread spins. The BLAS
+is told so through threadpoolctl, for the length of the call; where it finds
+no BLAS it can set, the GEMM runs whole, as NumPy runs it.
 
-With one row in the inner dimension (batch 1: the weight diff is an outer
-product), OpenBLAS's GEMM is several times slower than a broadcast multiply,
-so that case is a multiply.
+Bits. The parts are blocks of ``out``'s columns (or rows) whose edges are
+multiples of ``ALIGN``: each part then computes its elements as a one-thread
+GEMM over the whole matrices computes them, so the result does not depend on
+the number of parts (a test checks it), which OpenBLAS's own threading does
+not promise.
 
-On CuPy it is ``out += a @ b``: the device has the bandwidth, and cuBLAS has
-no such slow case.
+``out += a @ b``. NumPy has no accumulating GEMM: ``out += a @ b`` writes the
+whole product to a fresh temporary (page faults included) and reads it back.
+For a weight diff such as fc6's (4096 x 9216, 151 MB) that traffic is most of
+the layer's backward. Here a big ``out`` takes the product a block of rows at a
+time through a small reused buffer, so it stays in cache and ``out`` is read
+and written once. With one row in the inner dimension (batch 1: the weight
+diff is an outer product), OpenBLAS's GEMM is several times slower than a
+broadcast multiply, so that case is a multiply.
+
+On CuPy both are the plain expressions: the device has the bandwidth, and
+cuBLAS has no such slow case.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
 from bpinspect.backend import Array, get_array_module
 from bpinspect.layers._im2col import scratch
+from bpinspect.layers._parallel import parallel_parts, workers
 
+__all__ = ["add_product", "matmul"]
+
+ALIGN = 64  # edges of the parts, in columns or rows: a multiple of every BLAS kernel's tile
 BLOCK_ROWS = 128  # rows of the product per block: 128 x 9216 floats, 4.7 MB (in L3; fewer,
 # larger GEMM calls: fc6's weight diff at batch 16 about 15 % faster than with 32)
 SMALL = 1 << 20  # elements of ``out`` below which the temporary does not matter
+_UNSET: Any = object()
+_blas: Any = _UNSET  # threadpoolctl's handle on the BLAS NumPy uses, None where it has none
+
+
+def _one_thread_blas() -> Any:
+    """The context that runs the BLAS on one thread, or None where it cannot be set."""
+    global _blas
+    if _blas is _UNSET:
+        from threadpoolctl import ThreadpoolController  # numpy (and its BLAS) is loaded
+
+        found = ThreadpoolController().select(user_api="blas")
+        _blas = found if found.lib_controllers else None
+    return None if _blas is None else _blas.limit(limits=1)
+
+
+def _split(run: Callable[[slice, slice], None], m: int, n: int, k: int) -> None:
+    """``run(rows, cols)`` over ALIGN-edged blocks of an (m, n) product with inner size k:
+    blocks of columns where there are enough of them for every part, else of rows."""
+    everything = slice(0, None)
+    parts = workers()
+    if n >= 2 * ALIGN * parts:
+        blocks = -(-n // ALIGN)
+        parallel_parts(lambda b0, b1: run(everything, slice(b0 * ALIGN, b1 * ALIGN)),
+                       blocks, m * n * k)
+    elif m >= 2 * ALIGN:
+        blocks = -(-m // ALIGN)
+        parallel_parts(lambda b0, b1: run(slice(b0 * ALIGN, b1 * ALIGN), everything),
+                       blocks, m * n * k)
+    else:
+        run(everything, everything)
+
+
+def matmul(a: Array, b: Array, out: Array) -> None:
+    """``out = a @ b`` for 2-D ``a`` (m, k), ``b`` (k, n) and ``out`` (m, n), written in
+    place (``out`` may be a view with unit stride along its rows)."""
+    xp = get_array_module(out)
+    if xp is not np:
+        xp.matmul(a, b, out=out)
+        return
+    limit = _one_thread_blas()
+    if limit is None:
+        np.matmul(a, b, out=out)
+        return
+    with limit:
+        _split(lambda rows, cols: np.matmul(a[rows], b[:, cols], out=out[rows, cols]),
+               *out.shape, a.shape[1])
 
 
 def add_product(out: Array, a: Array, b: Array) -> None:
     """``out += a @ b`` for 2-D ``a`` (m, k), ``b`` (k, n), ``out`` (m, n)."""
     xp = get_array_module(out)
-    if xp is not np or out.size < SMALL:
+    if xp is not np:
         out += a @ b
         return
+    limit = _one_thread_blas()
+    if limit is None:
+        if out.size < SMALL:
+            out += a @ b
+        else:
+            _add_in_row_blocks(out, a, b, 0, out.shape[0])
+        return
     m, k = a.shape
-    n = b.shape[1]
-    block = scratch("gemm.block", (BLOCK_ROWS, n), np.result_type(a, b), np)
-    for r0 in range(0, m, BLOCK_ROWS):  # blocks of rows of a matrix, not pixels or items
-        r1 = min(r0 + BLOCK_ROWS, m)
+    with limit:
+        if out.size < SMALL:
+            def part(rows: slice, cols: slice) -> None:
+                out[rows, cols] += a[rows] @ b[:, cols]
+
+            _split(part, m, out.shape[1], k)
+            return
+        blocks = -(-m // BLOCK_ROWS)
+        parallel_parts(lambda b0, b1: _add_in_row_blocks(
+            out, a, b, b0 * BLOCK_ROWS, min(b1 * BLOCK_ROWS, m)), blocks, out.size * k)
+
+
+def _add_in_row_blocks(out: np.ndarray, a: np.ndarray, b: np.ndarray, start: int,
+                       stop: int) -> None:
+    """``out[start:stop] += a[start:stop] @ b``, BLOCK_ROWS rows at a time through a
+    reused buffer (this thread's)."""
+    block = scratch("gemm.block", (BLOCK_ROWS, b.shape[1]), np.result_type(a, b), np)
+    for r0 in range(start, stop, BLOCK_ROWS):  # blocks of rows of a matrix, not pixels
+        r1 = min(r0 + BLOCK_ROWS, stop)
         part = block[: r1 - r0]
-        if k == 1:
+        if a.shape[1] == 1:
             np.multiply(a[r0:r1], b, out=part)  # (rows, 1) * (1, n): the outer product
         else:
             np.matmul(a[r0:r1], b, out=part)

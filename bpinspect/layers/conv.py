@@ -40,6 +40,7 @@ from bpinspect.backend import Array, get_array_module
 from bpinspect.engine.blob import Blob
 from bpinspect.layers import conv_nd
 from bpinspect.layers._conv_common import ConvolutionCommon
+from bpinspect.layers._gemm import add_product, matmul
 from bpinspect.layers._im2col import (
     Geometry,
     col2im,
@@ -181,7 +182,7 @@ class _ConvolutionBase(ConvolutionCommon):
         target = out.reshape(co, ho * wo) if n == 1 else scratch(
             "conv.rows", (co, n * ho * wo), out.dtype, xp)
         for rows, cols in self._groups():
-            xp.matmul(weight[rows], col[cols], out=target[rows])
+            matmul(weight[rows], col[cols], target[rows])
         if xp is not np:
             if n > 1:
                 xp.copyto(out, target.reshape(co, n, ho, wo).transpose(1, 0, 2, 3))
@@ -215,7 +216,7 @@ class _ConvolutionBase(ConvolutionCommon):
         k = ci * self.geometry.kh * self.geometry.kw
         dcol = scratch("conv.col", (k, rows_matrix.shape[1]), out.dtype, xp)
         for rows, cols in self._groups():
-            xp.matmul(weight[rows].T, rows_matrix[rows], out=dcol[cols])
+            matmul(weight[rows].T, rows_matrix[rows], dcol[cols])
         if last:
             col2im_batch_last(dcol, (n, ci, h, w), self.geometry, out)
         else:
@@ -223,9 +224,9 @@ class _ConvolutionBase(ConvolutionCommon):
 
     def _accumulate_weight_diff(self, rows_matrix: Array, col: Array) -> None:
         """dW_g += dY_g @ col_g^T."""
-        diff = self.blobs[0].diff
+        diff = self.blobs[0].diff.reshape(self.conv_out, -1)
         for rows, cols in self._groups():
-            diff[rows] += (rows_matrix[rows] @ col[cols].T).reshape(diff[rows].shape)
+            add_product(diff[rows], rows_matrix[rows], col[cols].T)
 
     def _add_bias(self, top: Array) -> None:
         if self.bias_term:

@@ -17,7 +17,7 @@ from typing import Any
 
 from bpinspect.backend import get_array_module
 from bpinspect.engine.blob import Blob
-from bpinspect.layers._gemm import add_product
+from bpinspect.layers._gemm import add_product, matmul
 from bpinspect.layers.base import Layer, Shape
 from bpinspect.layers.registry import register
 from bpinspect.layers.shape import canonical_axis, count
@@ -62,7 +62,9 @@ class InnerProduct(Layer):
     def forward(self, bottom: list[Blob], top: list[Blob]) -> None:
         x = bottom[0].data.reshape(self._m, self._k)
         w = self.blobs[0].data
-        y = x @ w if self.transpose else x @ w.T
+        xp = get_array_module(x)
+        y = xp.empty((self._m, self.num_output), dtype=xp.result_type(x, w))
+        matmul(x, w if self.transpose else w.T, y)
         if self.bias_term:
             y += self.blobs[1].data
         top[0].data = y.reshape(self._top_shape)
@@ -80,5 +82,6 @@ class InnerProduct(Layer):
             self.blobs[1].diff += xp.sum(dy, axis=0)
         if propagate_down[0]:
             w = self.blobs[0].data
-            dx = dy @ w.T if self.transpose else dy @ w
+            dx = xp.empty((self._m, self._k), dtype=xp.result_type(dy, w))
+            matmul(dy, w.T if self.transpose else w, dx)
             bottom[0].diff = dx.reshape(bottom[0].shape)

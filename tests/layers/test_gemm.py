@@ -34,3 +34,51 @@ def test_an_fc6_sized_outer_product_at_batch_1() -> None:
     add_product(out, dy.T, x)
     np.testing.assert_allclose(out, 1.0 + np.outer(dy[0].astype(np.float64), x[0]),
                                rtol=1e-6, atol=1e-6)
+
+
+SPLIT_SHAPES = [(130, 7, 300),  # columns split, a ragged last block
+                (200, 9, 70),  # too few columns: rows split
+                (40, 5, 60)]  # neither: one call
+
+
+@pytest.mark.parametrize("m, k, n", SPLIT_SHAPES)
+def test_products_in_parts_equal_one_part_bit_for_bit(monkeypatch, m, k, n) -> None:
+    from bpinspect.layers import _parallel
+
+    monkeypatch.setattr(_parallel, "MIN_ELEMENTS", 1)  # split even these sizes
+    rng = np.random.default_rng(m + n)
+    a = rng.standard_normal((m, k)).astype(np.float32)
+    b = rng.standard_normal((n, k)).astype(np.float32).T  # strided, as W.T
+    start = rng.standard_normal((m, n)).astype(np.float32)
+    exact = a.astype(np.float64) @ b.astype(np.float64)
+    results = {}
+    for threads in ("1", "2", "3"):
+        monkeypatch.setenv("BPINSPECT_NUM_THREADS", threads)
+        product = np.full((m, n), np.nan, dtype=np.float32)
+        _gemm.matmul(a, b, product)
+        total = start.copy()
+        add_product(total, a, b)
+        results[threads] = (product, total)
+    np.testing.assert_allclose(results["1"][0], exact, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(results["1"][1], start + exact, rtol=1e-5, atol=1e-5)
+    for threads in ("2", "3"):
+        for got, want in zip(results[threads], results["1"], strict=True):
+            np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
+
+
+def test_the_blas_runs_one_thread_in_a_product_and_as_before_after_it() -> None:
+    from threadpoolctl import ThreadpoolController
+
+    def blas_threads() -> list[int]:
+        return [lib.num_threads for lib in
+                ThreadpoolController().select(user_api="blas").lib_controllers]
+
+    before = blas_threads()
+    limit = _gemm._one_thread_blas()
+    if limit is None:
+        pytest.skip("threadpoolctl finds no BLAS it can set in this NumPy")
+    with limit:
+        assert blas_threads() == [1] * len(before)
+    _gemm.matmul(np.ones((3, 4), np.float32), np.ones((4, 5), np.float32),
+                 np.empty((3, 5), np.float32))
+    assert blas_threads() == before
