@@ -378,7 +378,7 @@ class Net:
 
     def clear_param_diffs(self) -> None:
         self._staging.flush()
-        self._net.clear_param_diffs()
+        self._net.clear_param_diffs(at_once=True)  # a caller may hold the diff arrays
 
     def set_input_arrays(self, data: Any, labels: Any) -> None:
         """The arrays a MemoryData first layer serves; labels ``(N,)`` or ``(N, 1, 1, 1)``."""

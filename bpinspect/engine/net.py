@@ -746,14 +746,16 @@ class Net:
                 if weight:
                     blob.diff[...] = weight
 
-    def clear_param_diffs(self) -> None:
+    def clear_param_diffs(self, at_once: bool = False) -> None:
+        """Zero every param diff: lazily (``Blob.zero_diff``), or ``at_once`` for code
+        that holds the arrays themselves (pycaffe's views)."""
         for blob in self._unique_params():
-            blob.diff[...] = 0
+            blob.zero_diff(at_once)
 
     def clear_blob_diffs(self) -> None:
-        """Zero every blob's diff (not the params')."""
+        """Zero every blob's diff (not the params'; lazily: ``Blob.zero_diff``)."""
         for blob in self.blobs.values():
-            blob.diff[...] = 0
+            blob.zero_diff()
 
     def clear_diffs(self) -> None:
         """Zero every blob's diff and every param diff."""

@@ -95,36 +95,48 @@ def matmul(a: Array, b: Array, out: Array) -> None:
                *out.shape, a.shape[1])
 
 
-def add_product(out: Array, a: Array, b: Array) -> None:
-    """``out += a @ b`` for 2-D ``a`` (m, k), ``b`` (k, n), ``out`` (m, n)."""
+def add_product(out: Array, a: Array, b: Array, onto_zero: bool = False) -> None:
+    """``out += a @ b`` for 2-D ``a`` (m, k), ``b`` (k, n), ``out`` (m, n); with
+    ``onto_zero``, ``out``'s values stand for zeros and it gets ``0 + a @ b`` (the same
+    bits as adding onto zeros) without being read (``Blob.diff_to_accumulate``)."""
     xp = get_array_module(out)
     if xp is not np:
-        out += a @ b
+        if onto_zero:
+            xp.add(a @ b, 0, out=out)
+        else:
+            out += a @ b
         return
     limit = _one_thread_blas()
-    if limit is None:
-        if out.size < SMALL:
-            out += a @ b
-        else:
-            _add_in_row_blocks(out, a, b, 0, out.shape[0])
-        return
     m, k = a.shape
-    with limit:
-        if out.size < SMALL:
-            def part(rows: slice, cols: slice) -> None:
-                out[rows, cols] += a[rows] @ b[:, cols]
+    if out.size < SMALL:
+        def part(rows: slice, cols: slice) -> None:
+            product = a[rows] @ b[:, cols]
+            if onto_zero:
+                np.add(product, 0, out=out[rows, cols])
+            else:
+                out[rows, cols] += product
 
-            _split(part, m, out.shape[1], k)
+        if limit is None:
+            part(slice(0, None), slice(0, None))
             return
-        blocks = -(-m // BLOCK_ROWS)
-        parallel_parts(lambda b0, b1: _add_in_row_blocks(
-            out, a, b, b0 * BLOCK_ROWS, min(b1 * BLOCK_ROWS, m)), blocks, out.size * k)
+        with limit:
+            _split(part, m, out.shape[1], k)
+        return
+
+    def blocks(b0: int, b1: int) -> None:
+        _add_in_row_blocks(out, a, b, b0 * BLOCK_ROWS, min(b1 * BLOCK_ROWS, m), onto_zero)
+
+    if limit is None:
+        blocks(0, -(-m // BLOCK_ROWS))
+        return
+    with limit:
+        parallel_parts(blocks, -(-m // BLOCK_ROWS), out.size * k)
 
 
 def _add_in_row_blocks(out: np.ndarray, a: np.ndarray, b: np.ndarray, start: int,
-                       stop: int) -> None:
-    """``out[start:stop] += a[start:stop] @ b``, BLOCK_ROWS rows at a time through a
-    reused buffer (this thread's)."""
+                       stop: int, onto_zero: bool) -> None:
+    """``out[start:stop] += a[start:stop] @ b`` (``onto_zero``: ``0 + a @ b``),
+    BLOCK_ROWS rows at a time through a reused buffer (this thread's)."""
     block = scratch("gemm.block", (BLOCK_ROWS, b.shape[1]), np.result_type(a, b), np)
     for r0 in range(start, stop, BLOCK_ROWS):  # blocks of rows of a matrix, not pixels
         r1 = min(r0 + BLOCK_ROWS, stop)
@@ -133,4 +145,7 @@ def _add_in_row_blocks(out: np.ndarray, a: np.ndarray, b: np.ndarray, start: int
             np.multiply(a[r0:r1], b, out=part)  # (rows, 1) * (1, n): the outer product
         else:
             np.matmul(a[r0:r1], b, out=part)
-        np.add(out[r0:r1], part, out=out[r0:r1])
+        if onto_zero:
+            np.add(part, 0, out=out[r0:r1])
+        else:
+            np.add(out[r0:r1], part, out=out[r0:r1])

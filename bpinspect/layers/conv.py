@@ -224,9 +224,10 @@ class _ConvolutionBase(ConvolutionCommon):
 
     def _accumulate_weight_diff(self, rows_matrix: Array, col: Array) -> None:
         """dW_g += dY_g @ col_g^T."""
-        diff = self.blobs[0].diff.reshape(self.conv_out, -1)
+        diff, zero = self.blobs[0].diff_to_accumulate()
+        diff = diff.reshape(self.conv_out, -1)
         for rows, cols in self._groups():
-            add_product(diff[rows], rows_matrix[rows], col[cols].T)
+            add_product(diff[rows], rows_matrix[rows], col[cols].T, onto_zero=zero)
 
     def _add_bias(self, top: Array) -> None:
         if self.bias_term:

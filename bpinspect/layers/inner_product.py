@@ -74,10 +74,11 @@ class InnerProduct(Layer):
         dy = top[0].diff.reshape(self._m, self.num_output)
         if self.param_propagate_down[0]:
             x = bottom[0].data.reshape(self._m, self._k)
+            diff, zero = self.blobs[0].diff_to_accumulate()
             if self.transpose:
-                add_product(self.blobs[0].diff, x.T, dy)
+                add_product(diff, x.T, dy, onto_zero=zero)
             else:
-                add_product(self.blobs[0].diff, dy.T, x)
+                add_product(diff, dy.T, x, onto_zero=zero)
         if self.bias_term and self.param_propagate_down[1]:
             self.blobs[1].diff += xp.sum(dy, axis=0)
         if propagate_down[0]:

@@ -82,3 +82,18 @@ def test_the_blas_runs_one_thread_in_a_product_and_as_before_after_it() -> None:
     _gemm.matmul(np.ones((3, 4), np.float32), np.ones((4, 5), np.float32),
                  np.empty((3, 5), np.float32))
     assert blas_threads() == before
+
+
+@pytest.mark.parametrize("m, k, n", [(4, 3, 5), (300, 1, 4000), (300, 2, 4000)])
+def test_onto_zero_writes_what_adding_onto_zeros_gives_without_reading_out(m, k, n) -> None:
+    rng = np.random.default_rng(k)
+    a = rng.standard_normal((m, k)).astype(np.float32)
+    b = rng.standard_normal((k, n)).astype(np.float32)
+    a[0] = -0.0  # products of -0.0: 0 + (-0.0) is +0.0, which adding onto zeros gives
+    b[:, 1] = np.inf  # and inf * -0.0 is NaN
+    added = np.zeros((m, n), np.float32)
+    add_product(added, a, b)
+    stale = np.full((m, n), 7.0, np.float32)
+    add_product(stale, a, b, onto_zero=True)
+    np.testing.assert_array_equal(stale.view(np.uint32), added.view(np.uint32))
+    assert not np.signbit(stale[0, 0])
