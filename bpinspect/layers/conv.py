@@ -255,8 +255,7 @@ class Convolution(_ConvolutionBase):
     def forward(self, bottom: list[Blob], top: list[Blob]) -> None:
         for b, t in zip(bottom, top, strict=True):
             x = b.data
-            xp = get_array_module(x)
-            out = xp.empty(t.shape, dtype=x.dtype)
+            out = t.array_to_overwrite("data", t.shape, x.dtype)
             bias = self.blobs[1].data if self.bias_term else None
             for part in self._chunks(x):
                 self._multiply(self._col(x[part]), out[part], bias)
@@ -269,8 +268,7 @@ class Convolution(_ConvolutionBase):
             self._accumulate_bias_diff(dtop)
             if not (want_weight or down):
                 continue
-            xp = get_array_module(x)
-            dx = xp.empty(x.shape, dtype=x.dtype) if down else None
+            dx = b.array_to_overwrite("diff", x.shape, x.dtype) if down else None
             for part in self._chunks(x):
                 last = self._batch_last(x[part])
                 rows = self._rows(dtop[part], last)

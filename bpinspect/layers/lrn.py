@@ -123,7 +123,7 @@ class LRN(Layer):
         x = bottom[0].data
         xp = get_array_module(x)
         scale = xp.empty_like(x)
-        out = xp.empty_like(x)
+        out = top[0].array_to_overwrite("data", x.shape, x.dtype)
         # Every window lies in one image: images n0..n1 are computed alone, at once on
         # the CPU's cores, each element by the same operations in the same order.
         self._in_images(lambda n0, n1: self._forward_images(x[n0:n1], scale[n0:n1],
@@ -149,7 +149,7 @@ class LRN(Layer):
         if self._scale is None:
             raise AssertionError("LRN backward before forward: no scale cache yet")
         scale, x, y, dy = self._scale, bottom[0].data, top[0].data, top[0].diff
-        dx = get_array_module(x).empty_like(x)
+        dx = bottom[0].array_to_overwrite("diff", x.shape, x.dtype)
         self._in_images(lambda n0, n1: self._backward_images(
             scale[n0:n1], x[n0:n1], y[n0:n1], dy[n0:n1], dx[n0:n1]), x)
         bottom[0].diff = dx

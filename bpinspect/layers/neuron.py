@@ -56,10 +56,13 @@ class ReLU(_Neuron):
 
     def forward(self, bottom: list[Blob], top: list[Blob]) -> None:
         xp = get_array_module(bottom[0].data)
+        if self.negative_slope == 0 and xp is np:
+            # Asked before x is taken: in place, the bottom's own array when only the blob
+            # holds it (an element-wise loop may write where it reads).
+            out = top[0].array_to_overwrite("data", bottom[0].shape, bottom[0].dtype)
         x = bottom[0].data
         if self.negative_slope == 0:
             if xp is np:  # split over the cores: each part is max(x, 0) of its elements
-                out = np.empty_like(x)
                 if flat_parts(lambda a, b: np.maximum(a, 0, out=b), x, out):
                     top[0].data = out
                     return
@@ -71,13 +74,14 @@ class ReLU(_Neuron):
         if not propagate_down[0]:
             return
         xp = get_array_module(top[0].diff)
+        if self.negative_slope == 0 and xp is np:  # asked first, as in forward
+            dx = bottom[0].array_to_overwrite("diff", top[0].diff.shape, top[0].diff.dtype)
         x, dy = bottom[0].data, top[0].diff
         # Caffe's dy * ((x > 0) + slope * (x <= 0)): a factor of exactly 1 or slope, so a
         # NaN diff stays NaN where x <= 0. One multiply by the mask is also the fastest
         # form in NumPy (six times xp.where(x > 0, dy, dy * slope) on conv1's top).
         if self.negative_slope == 0:
             if xp is np:  # split over the cores: each part is dy * (x > 0) of its elements
-                dx = np.empty_like(dy)
                 if flat_parts(lambda d, s, o: np.multiply(d, s > 0, out=o), dy, x, dx):
                     bottom[0].diff = dx
                     return

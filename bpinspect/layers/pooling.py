@@ -160,19 +160,20 @@ class Pooling(Layer):
     def forward(self, bottom: list[Blob], top: list[Blob]) -> None:
         x = bottom[0].data
         if self.method == MAX:
-            top[0].data = self._forward_max(x, top[0].shape)
+            top[0].data = self._forward_max(x, top[0].shape, top[0])
             if self.mask_top:  # Caffe writes the flat index h * W + w as a float, -1 for none
                 top[1].data = self._argmax.astype(x.dtype)
         else:
             top[0].data = self._forward_ave(x, top[0].shape)
 
-    def _forward_max(self, x: Array, top_shape: Shape) -> Array:
+    def _forward_max(self, x: Array, top_shape: Shape, top: Blob) -> Array:
         xp = get_array_module(x)
         if xp is not np:  # one CUDA thread per top cell instead of kh * kw launches
             best, self._argmax = _cuda.max_pool_forward(xp, x, (top_shape[2], top_shape[3]),
                                                         self._cuda_geometry())
             return best
-        best = xp.full(top_shape, -FLT_MAX, dtype=x.dtype)
+        best = top.array_to_overwrite("data", top_shape, x.dtype)
+        best.fill(-FLT_MAX)
         # The winning window offset i * kw + j, small ints: cheap to update in every pass.
         small = np.uint8 if self.kh * self.kw <= 255 else np.int32
         offset = xp.zeros(top_shape, dtype=small)
@@ -238,11 +239,11 @@ class Pooling(Layer):
             return
         dtop = top[0].diff
         if self.method == MAX:
-            bottom[0].diff = self._backward_max(dtop, bottom[0].shape)
+            bottom[0].diff = self._backward_max(dtop, bottom[0].shape, bottom[0])
         else:
             bottom[0].diff = self._backward_ave(dtop, bottom[0].shape)
 
-    def _backward_max(self, dtop: Array, bottom_shape: Shape) -> Array:
+    def _backward_max(self, dtop: Array, bottom_shape: Shape, bottom: Blob) -> Array:
         argmax = self._argmax
         if argmax is None:
             raise AssertionError("Pooling backward before forward: no argmax yet")
@@ -260,7 +261,8 @@ class Pooling(Layer):
         if bool(lost.any()):
             index = xp.where(lost, 0, index)
             weights = xp.where(lost, 0, weights)
-        dx = xp.empty((planes, area), dtype=dtop.dtype)
+        full = bottom.array_to_overwrite("diff", bottom_shape, dtop.dtype)
+        dx = full.reshape(planes, area)
         block = max(1, BINCOUNT_BINS // area)
         shift = (xp.arange(block, dtype=np.int64) * area)[:, None]
 
@@ -272,7 +274,7 @@ class Pooling(Layer):
                                         minlength=(p1 - p0) * area).reshape(p1 - p0, area)
 
         parallel_parts(blocks, -(-planes // block), dx.size)
-        return dx.reshape(bottom_shape)
+        return full
 
     def _backward_ave(self, dtop: Array, bottom_shape: Shape) -> Array:
         if self._pool_size is None:
