@@ -50,7 +50,13 @@ def parallel_parts(run: Callable[[int, int], None], total: int, elements: int) -
     if _pool is None or _pool._max_workers < parts:  # noqa: SLF001 (its size, read only)
         _pool = ThreadPoolExecutor(max_workers=parts, thread_name_prefix="bpinspect-part")
     bounds = [total * k // parts for k in range(parts + 1)]
-    futures = [_pool.submit(run, bounds[k], bounds[k + 1]) for k in range(1, parts)]
+    errors = np.geterr()  # NumPy's error handling is per thread: the parts get the caller's
+
+    def part(start: int, stop: int) -> None:
+        with np.errstate(**errors):
+            run(start, stop)
+
+    futures = [_pool.submit(part, bounds[k], bounds[k + 1]) for k in range(1, parts)]
     run(bounds[0], bounds[1])  # this thread does the first part
     for future in futures:
         future.result()

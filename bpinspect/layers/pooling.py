@@ -178,6 +178,15 @@ class Pooling(Layer):
         small = np.uint8 if self.kh * self.kw <= 255 else np.int32
         offset = xp.zeros(top_shape, dtype=small)
         offsets = list(self._offsets(x.shape, top_shape))
+        # offset -> flat index into the bottom plane: table[offset] + the window's start.
+        h0, w0 = self._window_starts(np, top_shape)
+        width = x.shape[3]
+        start = (h0[:, None] * width + w0[None, :]).reshape(-1)
+        table = np.asarray([(o // self.kw) * width + o % self.kw
+                            for o in range(self.kh * self.kw)], dtype=np.int64)
+        area = top_shape[2] * top_shape[3]
+        argmax = np.empty(top_shape, dtype=np.int64)  # int64, as the CUDA path's mask
+        planes_argmax = argmax.reshape(-1, area)
         n, c = x.shape[:2]
         planes_x = x.reshape(n * c, *x.shape[2:])
         planes_best = best.reshape(n * c, *top_shape[2:])
@@ -202,18 +211,16 @@ class Pooling(Layer):
                 xp.subtract(small(i * self.kw + j), held, out=step)
                 xp.multiply(step, wins, out=step)
                 held += step
+            # The flat index of each winner, -1 where nothing won (in the same parts: the
+            # int64 passes would otherwise run on one core). An intp index: take converts
+            # a uint8 one itself, four times slower; "clip", as "raise" buffers the output.
+            flat = planes_argmax[p0:p1]
+            np.take(table, part_offset.reshape(p1 - p0, area).astype(np.intp), out=flat,
+                    mode="clip")
+            flat += start
+            np.copyto(flat, -1, where=part_best.reshape(p1 - p0, area) == -FLT_MAX)
 
         parallel_parts(planes, n * c, x.size * len(offsets))
-        # offset -> flat index into the bottom plane; -1 where nothing won.
-        h0, w0 = self._window_starts(xp, top_shape)
-        width = x.shape[3]
-        start = h0[:, None] * width + w0[None, :]
-        table = xp.asarray([(o // self.kw) * width + o % self.kw
-                            for o in range(self.kh * self.kw)], dtype=np.int64)
-        argmax = xp.take(table, offset.astype(np.intp))  # int64, as the CUDA path's mask
-        # (an intp index: take converts a uint8 one itself, four times slower)
-        argmax += start
-        argmax[best == -FLT_MAX] = -1
         self._argmax = argmax
         return best
 

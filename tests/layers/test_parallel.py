@@ -194,3 +194,16 @@ def test_lrn_in_parts_equals_one_thread(monkeypatch, region):
 
     results = _in_threads(monkeypatch, run)
     _assert_bitwise_equal(results)
+
+
+def test_the_parts_keep_the_callers_numpy_error_handling(monkeypatch):
+    import warnings
+
+    monkeypatch.setenv("BPINSPECT_NUM_THREADS", "2")
+    x = np.zeros(1 << 17, np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with np.errstate(all="ignore"):  # as the debugger runs a step
+            _parallel.parallel_parts(lambda a, b: np.divide(x[a:b], x[a:b]), 2, 1 << 20)
+        with np.errstate(invalid="raise"), pytest.raises(FloatingPointError):
+            _parallel.parallel_parts(lambda a, b: np.divide(x[a:b], x[a:b]), 2, 1 << 20)
