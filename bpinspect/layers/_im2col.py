@@ -35,7 +35,7 @@ import numpy as np
 
 from bpinspect.backend import Array, get_array_module
 from bpinspect.layers import _cuda
-from bpinspect.layers._parallel import parallel_parts
+from bpinspect.layers._parallel import parallel_parts, workers
 
 
 class Geometry(NamedTuple):
@@ -113,14 +113,20 @@ def im2col(x: Array, g: Geometry, out: Array | None = None) -> Array:
         return _cuda.im2col(xp, x, out, (ho, wo), tuple(g))
     if out is None:
         out = xp.empty((c * g.kh * g.kw, n * ho * wo), dtype=x.dtype)
-    k = g.kh * g.kw
-    # Channels c0..c1 fill rows c0*k..c1*k: disjoint, so they can be filled at once.
-    parallel_parts(lambda c0, c1: _im2col_cpu(x[:, c0:c1], g, out[c0 * k:c1 * k]), c,
-                   out.size)
+    rows = out.reshape(c, g.kh, g.kw, n, ho, wo)
+    # Channels c0..c1 fill rows c0*k..c1*k, images n0..n1 their columns: disjoint, so
+    # they can be filled at once. By channel where there are enough for every part; an
+    # image's three colours split two ways would leave one part twice the other's work.
+    if c >= 2 * workers() or n == 1:
+        parallel_parts(lambda c0, c1: _im2col_cpu(x[:, c0:c1], g, rows[c0:c1]), c, out.size)
+    else:
+        parallel_parts(lambda n0, n1: _im2col_cpu(x[n0:n1], g, rows[:, :, :, n0:n1]), n,
+                       out.size)
     return out
 
 
-def _im2col_cpu(x: np.ndarray, g: Geometry, out: np.ndarray) -> None:
+def _im2col_cpu(x: np.ndarray, g: Geometry, rows: np.ndarray) -> None:
+    """im2col of a chunk into ``rows``, a (C, kh, kw, N, Ho, Wo) view of its col."""
     n, c, h, w = x.shape
     ho, wo = g.out_size(h, w)
     if g.ph or g.pw:
@@ -129,7 +135,7 @@ def _im2col_cpu(x: np.ndarray, g: Geometry, out: np.ndarray) -> None:
         padded[:, :, g.ph : g.ph + h, g.pw : g.pw + w] = x
         x = padded
     if (g.sh > 1 or g.sw > 1) and g.dh == g.dw == 1:
-        _im2col_phases(x, g, (ho, wo), out)
+        _im2col_phases(x, g, (ho, wo), rows)
         return
     s_n, s_c, s_h, s_w = x.strides
     view = np.lib.stride_tricks.as_strided(
@@ -137,11 +143,11 @@ def _im2col_cpu(x: np.ndarray, g: Geometry, out: np.ndarray) -> None:
         shape=(c, g.kh, g.kw, n, ho, wo),
         strides=(s_c, s_h * g.dh, s_w * g.dw, s_n, s_h * g.sh, s_w * g.sw),
     )
-    np.copyto(out.reshape(view.shape), view)
+    np.copyto(rows, view)
 
 
 def _im2col_phases(x: np.ndarray, g: Geometry, out_hw: tuple[int, int],
-                   out: np.ndarray) -> None:
+                   rows: np.ndarray) -> None:
     """im2col of a (padded) chunk with a stride, through its stride phases: kernel row
     i = a * sh + r reads phase r = x[..., r::sh, :] from its row a on, so each kernel
     offset copies unit-stride runs (the strided gather happens once, into the phases)."""
@@ -149,7 +155,6 @@ def _im2col_phases(x: np.ndarray, g: Geometry, out_hw: tuple[int, int],
     ho, wo = out_hw
     phases = scratch("im2col.phases", (g.sh, g.sw, c, n, -(-h // g.sh), -(-w // g.sw)),
                      x.dtype, np)
-    rows = out.reshape(c, g.kh, g.kw, n, ho, wo)
     for r in range(min(g.sh, g.kh)):
         for t in range(min(g.sw, g.kw)):
             plane = x[:, :, r::g.sh, t::g.sw]
