@@ -136,16 +136,23 @@ def add_product(out: Array, a: Array, b: Array, onto_zero: bool = False) -> None
 def _add_in_row_blocks(out: np.ndarray, a: np.ndarray, b: np.ndarray, start: int,
                        stop: int, onto_zero: bool) -> None:
     """``out[start:stop] += a[start:stop] @ b`` (``onto_zero``: ``0 + a @ b``),
-    BLOCK_ROWS rows at a time through a reused buffer (this thread's)."""
+    BLOCK_ROWS rows at a time through a reused buffer (this thread's).
+
+    Onto zeros with an inner dimension over 1 the GEMM writes ``out`` itself: a BLAS
+    sum starts from +0, so it is ``0 + a @ b`` to the bit, signed zeros included (a
+    test checks it), and the buffer's two passes are saved."""
     block = scratch("gemm.block", (BLOCK_ROWS, b.shape[1]), np.result_type(a, b), np)
     for r0 in range(start, stop, BLOCK_ROWS):  # blocks of rows of a matrix, not pixels
         r1 = min(r0 + BLOCK_ROWS, stop)
+        if onto_zero and a.shape[1] > 1:
+            np.matmul(a[r0:r1], b, out=out[r0:r1])
+            continue
         part = block[: r1 - r0]
         if a.shape[1] == 1:
             np.multiply(a[r0:r1], b, out=part)  # (rows, 1) * (1, n): the outer product
         else:
             np.matmul(a[r0:r1], b, out=part)
         if onto_zero:
-            np.add(part, 0, out=out[r0:r1])
+            np.add(part, 0, out=out[r0:r1])  # -0.0 products become +0.0, as onto zeros
         else:
             np.add(out[r0:r1], part, out=out[r0:r1])

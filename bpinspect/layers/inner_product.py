@@ -15,9 +15,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from bpinspect.backend import get_array_module
 from bpinspect.engine.blob import Blob
 from bpinspect.layers._gemm import add_product, matmul
+from bpinspect.layers._im2col import scratch
 from bpinspect.layers.base import Layer, Shape
 from bpinspect.layers.registry import register
 from bpinspect.layers.shape import canonical_axis, count
@@ -64,7 +67,15 @@ class InnerProduct(Layer):
         w = self.blobs[0].data
         xp = get_array_module(x)
         y = xp.empty((self._m, self.num_output), dtype=xp.result_type(x, w))
-        matmul(x, w if self.transpose else w.T, y)
+        if xp is np and self._m <= self.num_output:
+            # Fewer rows than outputs (a batch through fc6): the BLAS runs the product
+            # as y^T = W x^T about twice as fast as x W^T (M = 16: fc6 at batch 16 in
+            # 14 ms, not 26), the same dot products; y is then its transpose.
+            y_t = scratch("ip.y_t", (self.num_output, self._m), y.dtype, np)
+            matmul(w.T if self.transpose else w, x.T, y_t)
+            np.copyto(y, y_t.T)
+        else:
+            matmul(x, w if self.transpose else w.T, y)
         if self.bias_term:
             y += self.blobs[1].data
         top[0].data = y.reshape(self._top_shape)

@@ -89,7 +89,8 @@ def test_onto_zero_writes_what_adding_onto_zeros_gives_without_reading_out(m, k,
     rng = np.random.default_rng(k)
     a = rng.standard_normal((m, k)).astype(np.float32)
     b = rng.standard_normal((k, n)).astype(np.float32)
-    a[0] = -0.0  # products of -0.0: 0 + (-0.0) is +0.0, which adding onto zeros gives
+    a[0] = -0.0  # out[0, 0] sums only -0.0 products: onto zeros that is +0.0, not -0.0
+    b[:, 0] = 1.0
     b[:, 1] = np.inf  # and inf * -0.0 is NaN
     added = np.zeros((m, n), np.float32)
     add_product(added, a, b)
