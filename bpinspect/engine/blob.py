@@ -73,19 +73,7 @@ class Blob:
         an array anything can still read is never handed out. An in-place layer that
         asks before it takes its bottom's array gets that array back, as in Caffe.
         """
-        references = self._references(kind)
-        held = self.data if kind == "data" else self._diff
-        shape = held.shape if shape is None else tuple(shape)
-        dtype = held.dtype if dtype is None else np.dtype(dtype)
-        if (_SOLE is not None and references <= _SOLE and type(held) is np.ndarray
-                and held.base is None and held.shape == shape and held.dtype == dtype
-                and held.flags.c_contiguous and held.flags.writeable):
-            return held  # (a diff that stands for zeros still reads as zeros until assigned)
-        return get_array_module(held).empty(shape, dtype=dtype)
-
-    def _references(self, kind: str) -> int:
-        held = self.data if kind == "data" else self._diff
-        return sys.getrefcount(held)
+        return overwritable(self, "data" if kind == "data" else "_diff", shape, dtype)
 
     @property
     def shape(self) -> Shape:
@@ -113,13 +101,36 @@ class Blob:
         return f"Blob({self.name!r}, shape={self.shape}, dtype={self.dtype})"
 
 
+def overwritable(owner: Any, attr: str, shape: Shape | None = None,
+                 dtype: Any = None) -> Array:
+    """``owner.<attr>`` when nothing but ``owner`` refers to it and it is a NumPy array
+    owning its memory, of ``shape`` and ``dtype`` (default: its own), C-contiguous and
+    writeable: an array to overwrite; else a new empty one (NumPy unless the held one
+    is CuPy's). See ``Blob.array_to_overwrite``. (Counted before anything here holds
+    the array: the caller must not hold it either.)"""
+    references = _references(owner, attr)
+    held = getattr(owner, attr)
+    shape = held.shape if shape is None else tuple(int(d) for d in shape)
+    dtype = held.dtype if dtype is None else np.dtype(dtype)
+    if (_SOLE is not None and references <= _SOLE and type(held) is np.ndarray
+            and held.base is None and held.shape == shape and held.dtype == dtype
+            and held.flags.c_contiguous and held.flags.writeable):
+        return held  # (a diff that stands for zeros still reads as zeros until assigned)
+    xp = np if held is None else get_array_module(held)
+    return xp.empty(shape, dtype=dtype)
+
+
+def _references(owner: Any, attr: str) -> int:
+    return sys.getrefcount(getattr(owner, attr))
+
+
 def _sole_reference_count() -> int | None:
-    """What ``Blob._references`` counts for an array only its blob holds, or None where
-    one more reference does not show (then no array is ever reused)."""
+    """What ``_references`` counts for an array only its owner holds, or None where one
+    more reference does not show (then no array is ever reused)."""
     probe = Blob("probe", (1,))
-    alone = probe._references("data")
+    alone = _references(probe, "data")
     extra = probe.data  # noqa: F841 (a second holder, to see it counted)
-    return alone if probe._references("data") == alone + 1 else None
+    return alone if _references(probe, "data") == alone + 1 else None
 
 
 _SOLE = _sole_reference_count()

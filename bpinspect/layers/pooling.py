@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from bpinspect.backend import Array, get_array_module
-from bpinspect.engine.blob import Blob
+from bpinspect.engine.blob import Blob, overwritable
 from bpinspect.layers import _cuda
 from bpinspect.layers._im2col import Geometry, kernel_offsets, scratch
 from bpinspect.layers._parallel import parallel_parts
@@ -185,7 +185,8 @@ class Pooling(Layer):
         table = np.asarray([(o // self.kw) * width + o % self.kw
                             for o in range(self.kh * self.kw)], dtype=np.int64)
         area = top_shape[2] * top_shape[3]
-        argmax = np.empty(top_shape, dtype=np.int64)  # int64, as the CUDA path's mask
+        # int64, as the CUDA path's mask; the last pass's array unless something holds it
+        argmax = overwritable(self, "_argmax", top_shape, np.int64)
         planes_argmax = argmax.reshape(-1, area)
         n, c = x.shape[:2]
         planes_x = x.reshape(n * c, *x.shape[2:])
@@ -215,8 +216,9 @@ class Pooling(Layer):
             # int64 passes would otherwise run on one core). An intp index: take converts
             # a uint8 one itself, four times slower; "clip", as "raise" buffers the output.
             flat = planes_argmax[p0:p1]
-            np.take(table, part_offset.reshape(p1 - p0, area).astype(np.intp), out=flat,
-                    mode="clip")
+            index = scratch("pool.index", flat.shape, np.intp, np)
+            np.copyto(index, part_offset.reshape(p1 - p0, area))
+            np.take(table, index, out=flat, mode="clip")
             flat += start
             np.copyto(flat, -1, where=part_best.reshape(p1 - p0, area) == -FLT_MAX)
 

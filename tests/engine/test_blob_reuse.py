@@ -53,7 +53,10 @@ def test_a_second_pass_writes_into_the_arrays_only_the_blobs_hold() -> None:
     net = make()
     run(net, *inputs(0, net))
     ids = {name: (id(b.data), id(b.diff)) for name, b in net.blobs.items()}
+    pool = net.layers[net.layer_names.index("pool")]
+    argmax = id(pool._argmax)  # a layer's own cache, as Pooling's argmax mask
     run(net, *inputs(1, net))
+    assert id(pool._argmax) == argmax
     for name in ("conv", "pool", "norm"):
         assert id(net.blobs[name].data) == ids[name][0], name
     for name in ("data", "conv", "pool"):
@@ -76,7 +79,10 @@ def test_an_array_something_else_holds_is_left_as_it_was() -> None:
     before = {name: (d.copy(), g.copy()) for name, (d, g) in held.items()}
     view = net.blobs["pool"].data[0]  # a view holds its base too
     view_before = view.copy()
+    argmax = net.layers[net.layer_names.index("pool")]._argmax  # as the TUI's mask view
+    argmax_before = argmax.copy()
     run(net, *inputs(1, net))
+    np.testing.assert_array_equal(argmax, argmax_before)
     for name, (data, diff) in held.items():
         np.testing.assert_array_equal(data, before[name][0])
         np.testing.assert_array_equal(diff, before[name][1])
