@@ -216,9 +216,9 @@ def main() -> None:
             print(f"{batch:5d} {f_ms:9.1f} {fb_ms:11.1f} {bound_ms:14.1f} "
                   f"{fb_ms / bound_ms:14.2f} {gemm_ms:10.1f} {share} {ref_cols}")
             if outside < 0:
-                print("      (its GEMMs, as plain BLAS calls, take longer than the net: at "
-                      "batch 1 the weight diffs are outer products, which the net computes "
-                      "without BLAS)")
+                print("      (its GEMMs, as plain BLAS calls in Caffe's shapes, take longer "
+                      "than the net: the net runs some otherwise: weight diffs at batch 1 as "
+                      "outer products, fc forwards as W x^T)")
             if args.per_layer:
                 print(f"  {'layer':<10} {'type':<14} {'fwd ms':>8} {'bwd ms':>8}")
                 for i, layer in enumerate(net.layers):
