@@ -10,7 +10,8 @@ variables (they force an older OpenBLAS kernel; the line "BLAS:" says which ran)
 One iteration of ``Solver::Step`` (iter_size 1, no test) in its parts, timed
 separately:
 
-- ``clear``: ``solver.begin_iteration()`` (zeroes the param diffs);
+- ``clear``: ``solver.begin_iteration()`` (marks the param diffs zero: the zeros are
+  written by whatever reads a diff first, or skipped where a layer writes it whole);
 - ``data``: the forward of the data layers (reading the LMDB records and the
   DataTransformer: crop, mirror, mean, scale);
 - ``forward``: the forward of every other layer, in order (loss included);
