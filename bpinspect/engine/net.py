@@ -613,6 +613,10 @@ class Net:
                     host = fillers.fill(filler, shape, xp=np, rng=host_rng, dtype=self.dtype)
                 blob = Blob(f"{lp.name}#{j}", shape, xp, self.dtype)
                 blob.data = xp.asarray(host, dtype=self.dtype).reshape(shape)
+                # Written now, not at the first backward: zeros from the allocator are
+                # pages not yet mapped, and fc6's first backward would take their faults
+                # (its diff is written whole, never cleared first: Blob.zero_diff).
+                blob.diff[...] = 0
                 blobs.append(blob)
                 if spec is not None and spec.name:
                     owners[spec.name] = (i, blob)
