@@ -62,21 +62,27 @@ def _one_thread_blas() -> Any:
     return None if _blas is None else _blas.limit(limits=1)
 
 
-def _split(run: Callable[[slice, slice], None], m: int, n: int, k: int) -> None:
-    """``run(rows, cols)`` over ALIGN-edged blocks of an (m, n) product with inner size k:
-    blocks of columns where there are enough of them for every part, else of rows."""
+def _split(run: Callable[[slice, slice], None], m: int, n: int, k: int,
+           align: int = ALIGN, columns: bool = True) -> None:
+    """``run(rows, cols)`` over ``align``-edged blocks of an (m, n) product with inner
+    size k, with the BLAS on one thread: blocks of columns where there are enough of
+    them for every part (and ``columns``), else of rows; in one call where the BLAS
+    cannot be set to one thread."""
     everything = slice(0, None)
-    parts = workers()
-    if n >= 2 * ALIGN * parts:
-        blocks = -(-n // ALIGN)
-        parallel_parts(lambda b0, b1: run(everything, slice(b0 * ALIGN, b1 * ALIGN)),
-                       blocks, m * n * k)
-    elif m >= 2 * ALIGN:
-        blocks = -(-m // ALIGN)
-        parallel_parts(lambda b0, b1: run(slice(b0 * ALIGN, b1 * ALIGN), everything),
-                       blocks, m * n * k)
-    else:
+    limit = _one_thread_blas()
+    if limit is None:
         run(everything, everything)
+        return
+    parts = workers()
+    with limit:
+        if columns and n >= 2 * align * parts:
+            parallel_parts(lambda b0, b1: run(everything, slice(b0 * align, b1 * align)),
+                           -(-n // align), m * n * k)
+        elif m >= 2 * align:
+            parallel_parts(lambda b0, b1: run(slice(b0 * align, b1 * align), everything),
+                           -(-m // align), m * n * k)
+        else:
+            run(everything, everything)
 
 
 def matmul(a: Array, b: Array, out: Array) -> None:
@@ -86,13 +92,8 @@ def matmul(a: Array, b: Array, out: Array) -> None:
     if xp is not np:
         xp.matmul(a, b, out=out)
         return
-    limit = _one_thread_blas()
-    if limit is None:
-        np.matmul(a, b, out=out)
-        return
-    with limit:
-        _split(lambda rows, cols: np.matmul(a[rows], b[:, cols], out=out[rows, cols]),
-               *out.shape, a.shape[1])
+    _split(lambda rows, cols: np.matmul(a[rows], b[:, cols], out=out[rows, cols]),
+           *out.shape, a.shape[1])
 
 
 def add_product(out: Array, a: Array, b: Array, onto_zero: bool = False) -> None:
@@ -106,41 +107,31 @@ def add_product(out: Array, a: Array, b: Array, onto_zero: bool = False) -> None
         else:
             out += a @ b
         return
-    limit = _one_thread_blas()
-    m, k = a.shape
-    if out.size < SMALL:
-        def part(rows: slice, cols: slice) -> None:
-            product = a[rows] @ b[:, cols]
-            if onto_zero:
-                np.add(product, 0, out=out[rows, cols])
-            else:
-                out[rows, cols] += product
-
-        if limit is None:
-            part(slice(0, None), slice(0, None))
-            return
-        with limit:
-            _split(part, m, out.shape[1], k)
+    (m, k), n = a.shape, out.shape[1]
+    if out.size >= SMALL:  # parts of whole rows, each through its cache-sized blocks
+        _split(lambda rows, _: _add_in_row_blocks(out, a, b, rows, onto_zero), m, n, k,
+               align=BLOCK_ROWS, columns=False)
         return
 
-    def blocks(b0: int, b1: int) -> None:
-        _add_in_row_blocks(out, a, b, b0 * BLOCK_ROWS, min(b1 * BLOCK_ROWS, m), onto_zero)
+    def part(rows: slice, cols: slice) -> None:
+        product = a[rows] @ b[:, cols]
+        if onto_zero:
+            np.add(product, 0, out=out[rows, cols])
+        else:
+            out[rows, cols] += product
 
-    if limit is None:
-        blocks(0, -(-m // BLOCK_ROWS))
-        return
-    with limit:
-        parallel_parts(blocks, -(-m // BLOCK_ROWS), out.size * k)
+    _split(part, m, n, k)
 
 
-def _add_in_row_blocks(out: np.ndarray, a: np.ndarray, b: np.ndarray, start: int,
-                       stop: int, onto_zero: bool) -> None:
-    """``out[start:stop] += a[start:stop] @ b`` (``onto_zero``: ``0 + a @ b``),
-    BLOCK_ROWS rows at a time through a reused buffer (this thread's).
+def _add_in_row_blocks(out: np.ndarray, a: np.ndarray, b: np.ndarray, rows: slice,
+                       onto_zero: bool) -> None:
+    """``out[rows] += a[rows] @ b`` (``onto_zero``: ``0 + a @ b``), BLOCK_ROWS rows at
+    a time through a reused buffer (this thread's).
 
     Onto zeros with an inner dimension over 1 the GEMM writes ``out`` itself: a BLAS
     sum starts from +0, so it is ``0 + a @ b`` to the bit, signed zeros included (a
     test checks it), and the buffer's two passes are saved."""
+    start, stop, _ = rows.indices(out.shape[0])
     block = scratch("gemm.block", (BLOCK_ROWS, b.shape[1]), np.result_type(a, b), np)
     for r0 in range(start, stop, BLOCK_ROWS):  # blocks of rows of a matrix, not pixels
         r1 = min(r0 + BLOCK_ROWS, stop)

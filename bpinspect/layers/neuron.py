@@ -55,17 +55,17 @@ class ReLU(_Neuron):
         self.negative_slope = float(param.relu_param.negative_slope)
 
     def forward(self, bottom: list[Blob], top: list[Blob]) -> None:
-        xp = get_array_module(bottom[0].data)
-        if self.negative_slope == 0 and xp is np:
+        if self.negative_slope == 0 and get_array_module(bottom[0].data) is np:
             # Asked before x is taken: in place, the bottom's own array when only the blob
-            # holds it (an element-wise loop may write where it reads).
+            # holds it (an element-wise loop may write where it reads). Split over the
+            # cores: each part is max(x, 0) of its elements.
             out = top[0].array_to_overwrite("data", bottom[0].shape, bottom[0].dtype)
+            if flat_parts(lambda a, b: np.maximum(a, 0, out=b), bottom[0].data, out):
+                top[0].data = out
+                return
         x = bottom[0].data
+        xp = get_array_module(x)
         if self.negative_slope == 0:
-            if xp is np:  # split over the cores: each part is max(x, 0) of its elements
-                if flat_parts(lambda a, b: np.maximum(a, 0, out=b), x, out):
-                    top[0].data = out
-                    return
             top[0].data = xp.maximum(x, 0)
         else:
             top[0].data = xp.where(x > 0, x, x * x.dtype.type(self.negative_slope))
@@ -73,18 +73,19 @@ class ReLU(_Neuron):
     def backward(self, top: list[Blob], propagate_down: list[bool], bottom: list[Blob]) -> None:
         if not propagate_down[0]:
             return
-        xp = get_array_module(top[0].diff)
-        if self.negative_slope == 0 and xp is np:  # asked first, as in forward
-            dx = bottom[0].array_to_overwrite("diff", top[0].diff.shape, top[0].diff.dtype)
-        x, dy = bottom[0].data, top[0].diff
         # Caffe's dy * ((x > 0) + slope * (x <= 0)): a factor of exactly 1 or slope, so a
         # NaN diff stays NaN where x <= 0. One multiply by the mask is also the fastest
         # form in NumPy (six times xp.where(x > 0, dy, dy * slope) on conv1's top).
+        if self.negative_slope == 0 and get_array_module(top[0].diff) is np:
+            # Asked first, as in forward; each part is dy * (x > 0) of its elements.
+            dx = bottom[0].array_to_overwrite("diff", top[0].diff.shape, top[0].diff.dtype)
+            if flat_parts(lambda d, s, o: np.multiply(d, s > 0, out=o), top[0].diff,
+                          bottom[0].data, dx):
+                bottom[0].diff = dx
+                return
+        x, dy = bottom[0].data, top[0].diff
+        xp = get_array_module(dy)
         if self.negative_slope == 0:
-            if xp is np:  # split over the cores: each part is dy * (x > 0) of its elements
-                if flat_parts(lambda d, s, o: np.multiply(d, s > 0, out=o), dy, x, dx):
-                    bottom[0].diff = dx
-                    return
             bottom[0].diff = dy * (x > 0)
         else:
             one, slope = dy.dtype.type(1), dy.dtype.type(self.negative_slope)

@@ -160,13 +160,14 @@ class Pooling(Layer):
     def forward(self, bottom: list[Blob], top: list[Blob]) -> None:
         x = bottom[0].data
         if self.method == MAX:
-            top[0].data = self._forward_max(x, top[0].shape, top[0])
+            top[0].data = self._forward_max(x, top[0])
             if self.mask_top:  # Caffe writes the flat index h * W + w as a float, -1 for none
                 top[1].data = self._argmax.astype(x.dtype)
         else:
             top[0].data = self._forward_ave(x, top[0].shape)
 
-    def _forward_max(self, x: Array, top_shape: Shape, top: Blob) -> Array:
+    def _forward_max(self, x: Array, top: Blob) -> Array:
+        top_shape = top.shape
         xp = get_array_module(x)
         if xp is not np:  # one CUDA thread per top cell instead of kh * kw launches
             best, self._argmax = _cuda.max_pool_forward(xp, x, (top_shape[2], top_shape[3]),
@@ -248,11 +249,12 @@ class Pooling(Layer):
             return
         dtop = top[0].diff
         if self.method == MAX:
-            bottom[0].diff = self._backward_max(dtop, bottom[0].shape, bottom[0])
+            bottom[0].diff = self._backward_max(dtop, bottom[0])
         else:
             bottom[0].diff = self._backward_ave(dtop, bottom[0].shape)
 
-    def _backward_max(self, dtop: Array, bottom_shape: Shape, bottom: Blob) -> Array:
+    def _backward_max(self, dtop: Array, bottom: Blob) -> Array:
+        bottom_shape = bottom.shape
         argmax = self._argmax
         if argmax is None:
             raise AssertionError("Pooling backward before forward: no argmax yet")
