@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 import threading
 import types
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -222,26 +222,46 @@ def im2col_batch_last(x: np.ndarray, g: Geometry, out: np.ndarray) -> np.ndarray
     (C * kh * kw, Ho * Wo * N), ``col[(c * kh + i) * kw + j, (y * Wo + x) * N + n]`` the
     element of the documented layout's column (n * Ho + y) * Wo + x.
 
-    Same rows, columns permuted: a GEMM over them is the same product. With stride 1
-    the copy runs over Wo * N contiguous values at a time, not Wo (a 13 x 13 output
-    otherwise copies 13 values per NumPy inner loop).
+    Same rows, columns permuted: a GEMM over them is the same product. Each kernel
+    offset copies runs of Wo * N contiguous values, not Wo (a 13 x 13 output otherwise
+    copies 13 values per NumPy inner loop). With a stride the runs come from the
+    input's stride phases: offset (i, j) reads phase ((i dh) % sh, (j dw) % sw) of
+    the padded input from its row (i dh) // sh and column (j dw) // sw on, so each
+    phase is gathered once and every read after that is unit-stride.
     """
     n, c, h, w = x.shape
     ho, wo = g.out_size(h, w)
-    k = g.kh * g.kw
+    rows = out.reshape(c, g.kh, g.kw, ho, wo, n)
+    plane_h, plane_w = -(-(h + 2 * g.ph) // g.sh), -(-(w + 2 * g.pw) // g.sw)
+    phase_rows = sorted({i * g.dh % g.sh for i in range(g.kh)})
+    phase_cols = sorted({j * g.dw % g.sw for j in range(g.kw)})
 
-    def channels(c0: int, c1: int) -> None:  # rows c0*k..c1*k: disjoint
-        padded = scratch("im2col.last", (c1 - c0, h + 2 * g.ph, w + 2 * g.pw, n), x.dtype, np)
-        if g.ph or g.pw:
-            padded.fill(0)
-        np.copyto(padded[:, g.ph:g.ph + h, g.pw:g.pw + w], x[:, c0:c1].transpose(1, 2, 3, 0))
-        s_c, s_h, s_w, s_n = padded.strides
-        view = np.lib.stride_tricks.as_strided(
-            padded, shape=(c1 - c0, g.kh, g.kw, ho, wo, n),
-            strides=(s_c, s_h * g.dh, s_w * g.dw, s_h * g.sh, s_w * g.sw, s_n))
-        np.copyto(out[c0 * k:c1 * k].reshape(view.shape), view)
+    def gather(r: int, t: int, c0: int, c1: int) -> None:  # rows of channels c0..c1
+        phase = scratch("im2col.last", (c1 - c0, plane_h, plane_w, n), x.dtype, np)
+        y0, y1, iy = valid_range(h, g.ph, g.sh, 1, r, plane_h)
+        x0, x1, ix = valid_range(w, g.pw, g.sw, 1, t, plane_w)
+        if (y0, y1, x0, x1) != (0, plane_h, 0, plane_w):
+            phase.fill(0)  # the padding
+        if y1 > y0 and x1 > x0:
+            np.copyto(phase[:, y0:y1, x0:x1],
+                      x[:, c0:c1, iy::g.sh, ix::g.sw][:, :, :y1 - y0, :x1 - x0]
+                      .transpose(1, 2, 3, 0))
+        if g.dh == g.dw == 1:  # offsets (r + a sh, t + b sw) read from row a, column b on
+            s_c, s_h, s_w, s_n = phase.strides
+            view = np.lib.stride_tricks.as_strided(
+                phase, shape=(c1 - c0, len(range(r, g.kh, g.sh)), len(range(t, g.kw, g.sw)),
+                              ho, wo, n),
+                strides=(s_c, s_h, s_w, s_h, s_w, s_n))
+            np.copyto(rows[c0:c1, r::g.sh, t::g.sw], view)
+            return
+        for i in range(g.kh):
+            for j in range(g.kw):
+                a, phase_r = divmod(i * g.dh, g.sh)
+                b, phase_t = divmod(j * g.dw, g.sw)
+                if (phase_r, phase_t) == (r, t):
+                    np.copyto(rows[c0:c1, i, j], phase[:, a:a + ho, b:b + wo])
 
-    parallel_parts(channels, c, out.size)
+    _by_phase_and_channel(gather, phase_rows, phase_cols, c, out.size)
     return out
 
 
@@ -249,20 +269,44 @@ def col2im_batch_last(col: np.ndarray, shape: tuple[int, int, int, int], g: Geom
                       out: np.ndarray) -> np.ndarray:
     """The adjoint of ``im2col_batch_last`` into ``out`` (N, C, H, W), overwritten: each
     pixel's terms added from 0 in kernel-offset order, as ``col2im`` adds them, so the
-    same columns give the same sums bit for bit."""
+    same columns give the same sums bit for bit. The sums are taken in the output's
+    stride phases (planes (H / sh, W / sw, N), so each offset's slab is a unit-stride
+    add of Wo * N runs) and written back interleaved."""
     n, c, h, w = shape
     ho, wo = g.out_size(h, w)
     slabs = col.reshape(c, g.kh, g.kw, ho, wo, n)
+    plane_h, plane_w = -(-h // g.sh), -(-w // g.sw)
+    offsets = list(kernel_offsets(g, h, w, ho, wo))
 
-    def channels(c0: int, c1: int) -> None:  # channels c0..c1 of out: disjoint
-        plane = scratch("col2im.last", (c1 - c0, h, w, n), col.dtype, np)
+    def accumulate(r: int, t: int, c0: int, c1: int) -> None:  # pixels [r::sh, t::sw]
+        plane = scratch("col2im.last", (c1 - c0, plane_h, plane_w, n), col.dtype, np)
         plane.fill(0)
-        for i, j, (ys, xs), (rows, cols) in kernel_offsets(g, h, w, ho, wo):
-            plane[:, rows, cols] += slabs[c0:c1, i, j, ys, xs]
-        np.copyto(out[:, c0:c1], plane.transpose(3, 0, 1, 2))
+        for i, j, (ys, xs), (rows, cols) in offsets:
+            a, phase_r = divmod(rows.start, g.sh)
+            b, phase_t = divmod(cols.start, g.sw)
+            if (phase_r, phase_t) == (r, t):
+                plane[:, a:a + ys.stop - ys.start, b:b + xs.stop - xs.start] += \
+                    slabs[c0:c1, i, j, ys, xs]
+        target = out[:, c0:c1, r::g.sh, t::g.sw]
+        np.copyto(target, plane[:, :target.shape[2], :target.shape[3]].transpose(3, 0, 1, 2))
 
-    parallel_parts(channels, c, out.size)
+    _by_phase_and_channel(accumulate, range(g.sh), range(g.sw), c, out.size)
     return out
+
+
+def _by_phase_and_channel(run: Callable[[int, int, int, int], None], phase_rows: Sequence[int],
+                          phase_cols: Sequence[int], channels: int, elements: int) -> None:
+    """``run(r, t, c0, c1)`` for every stride phase (r, t) and channel, in parts at once:
+    the units (phase, channel) are disjoint, and there are enough of them to share
+    out evenly where the channels alone are few (conv1's three colours, 16 phases)."""
+    phases = [(r, t) for r in phase_rows for t in phase_cols]
+
+    def units(u0: int, u1: int) -> None:
+        for p in range(u0 // channels, -(-u1 // channels)):
+            c0, c1 = max(u0 - p * channels, 0), min(u1 - p * channels, channels)
+            run(*phases[p], c0, c1)
+
+    parallel_parts(units, len(phases) * channels, elements)
 
 
 _scratch = threading.local()

@@ -134,10 +134,9 @@ class _ConvolutionBase(ConvolutionCommon):
 
     def _batch_last(self, x: Array) -> bool:
         """Whether a chunk's backward takes its GEMM columns image index last (NumPy,
-        stride 1, several images): the same products, with long runs in im2col and
-        col2im (see ``im2col_batch_last``)."""
-        g = self.geometry
-        return get_array_module(x) is np and x.shape[0] > 1 and g.sh == g.sw == 1
+        several images): the same products, with long runs in im2col and col2im (see
+        ``im2col_batch_last``)."""
+        return get_array_module(x) is np and x.shape[0] > 1
 
     def _col(self, x: Array, last: bool = False) -> Array:
         """im2col of a conv-input chunk, in scratch memory (``last``: image index last)."""

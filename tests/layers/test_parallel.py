@@ -126,8 +126,12 @@ def test_flat_parts_declines_what_it_cannot_split():
     assert (a == 1).all()
 
 
-@pytest.mark.parametrize("shape, g", CASES + [((3, 4, 7, 6), Geometry(3, 3, 1, 1, 1, 1)),
-                                               ((2, 3, 9, 8), Geometry(3, 2, 1, 1, 2, 0, 2, 1))])
+@pytest.mark.parametrize("shape, g", CASES + [
+    ((3, 4, 7, 6), Geometry(3, 3, 1, 1, 1, 1)),
+    ((2, 3, 9, 8), Geometry(3, 2, 1, 1, 2, 0, 2, 1)),
+    ((2, 5, 15, 14), Geometry(3, 3, 2, 2, 1, 1)),  # stride phases of uneven sizes, padded
+    ((2, 3, 11, 10), Geometry(2, 2, 3, 3, 0, 0)),  # a stride over the kernel: phases unread
+    ((3, 2, 9, 12), Geometry(3, 3, 1, 2, 1, 0, 1, 2))])  # one axis strided, one dilated
 def test_batch_last_im2col_permutes_the_columns_and_col2im_sums_alike(monkeypatch, shape, g):
     from bpinspect.layers._im2col import col2im_batch_last, im2col_batch_last
 
