@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 import threading
 import types
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
 import numpy as np
@@ -94,6 +94,24 @@ def kernel_offsets(g: Geometry, h: int, w: int, ho: int, wo: int) -> Iterator[
             where = offset_slices(g, h, w, ho, wo, i, j)
             if where is not None:
                 yield i, j, where[0], where[1]
+
+
+PhaseBlock = tuple[int, int, tuple[slice, slice], tuple[slice, slice]]
+
+
+def offsets_by_phase(g: Geometry, h: int, w: int, ho: int, wo: int,
+                     ) -> dict[tuple[int, int], list[PhaseBlock]]:
+    """``kernel_offsets`` grouped by the stride phase (r, t) of the image they land on,
+    in kernel-offset order, each with its (output slices, unit-stride block of the
+    phase plane ``image[..., r::sh, t::sw]``): input rows ``rows.start + k sh`` are
+    rows ``rows.start // sh + k`` of phase ``rows.start % sh``."""
+    groups: dict[tuple[int, int], list[PhaseBlock]] = {}
+    for i, j, (ys, xs), (rows, cols) in kernel_offsets(g, h, w, ho, wo):
+        a, r = divmod(rows.start, g.sh)
+        b, t = divmod(cols.start, g.sw)
+        block = (slice(a, a + ys.stop - ys.start), slice(b, b + xs.stop - xs.start))
+        groups.setdefault((r, t), []).append((i, j, (ys, xs), block))
+    return groups
 
 
 def im2col(x: Array, g: Geometry, out: Array | None = None) -> Array:
@@ -188,6 +206,8 @@ def col2im(col: Array, shape: tuple[int, int, int, int], g: Geometry,
     strided = g.sh > 1 or g.sw > 1
     hp, wp = -(-h // g.sh), -(-w // g.sw)  # the largest phase plane
 
+    by_phase = offsets_by_phase(g, h, w, ho, wo)
+
     def images(n0: int, n1: int) -> None:  # images n0..n1 of out: disjoint, summed alone
         part = out[n0:n1]
         if strided:
@@ -198,15 +218,12 @@ def col2im(col: Array, shape: tuple[int, int, int, int], g: Geometry,
             phases = scratch("col2im.phases", (g.sh, g.sw, n1 - n0, c, hp, wp), col.dtype, np)
             phases.fill(0)
         else:
-            part.fill(0)
-        for i, j, (ys, xs), (rows, cols) in kernel_offsets(g, h, w, ho, wo):
-            slab = slabs[:, i, j, n0:n1, ys, xs].transpose(1, 0, 2, 3)
-            if strided:
-                a, r = divmod(rows.start, g.sh)
-                b, t = divmod(cols.start, g.sw)
-                phases[r, t, :, :, a:a + ys.stop - ys.start, b:b + xs.stop - xs.start] += slab
-            else:
-                part[:, :, rows, cols] += slab
+            part.fill(0)  # its one phase plane is the image
+        for (r, t), blocks in by_phase.items():
+            plane = phases[r, t] if strided else part
+            for i, j, (ys, xs), (block_rows, block_cols) in blocks:
+                plane[:, :, block_rows, block_cols] += \
+                    slabs[:, i, j, n0:n1, ys, xs].transpose(1, 0, 2, 3)
         if strided:
             for r in range(g.sh):
                 for t in range(g.sw):
@@ -233,8 +250,13 @@ def im2col_batch_last(x: np.ndarray, g: Geometry, out: np.ndarray) -> np.ndarray
     ho, wo = g.out_size(h, w)
     rows = out.reshape(c, g.kh, g.kw, ho, wo, n)
     plane_h, plane_w = -(-(h + 2 * g.ph) // g.sh), -(-(w + 2 * g.pw) // g.sw)
-    phase_rows = sorted({i * g.dh % g.sh for i in range(g.kh)})
-    phase_cols = sorted({j * g.dw % g.sw for j in range(g.kw)})
+    # Offset (i, j) reads phase ((i dh) % sh, (j dw) % sw) from row (i dh) // sh and
+    # column (j dw) // sw on.
+    reads: dict[tuple[int, int], list[tuple[int, int, int, int]]] = {}
+    for i in range(g.kh):
+        for j in range(g.kw):
+            (a, r), (b, t) = divmod(i * g.dh, g.sh), divmod(j * g.dw, g.sw)
+            reads.setdefault((r, t), []).append((i, j, a, b))
 
     def gather(r: int, t: int, c0: int, c1: int) -> None:  # rows of channels c0..c1
         phase = scratch("im2col.last", (c1 - c0, plane_h, plane_w, n), x.dtype, np)
@@ -254,14 +276,10 @@ def im2col_batch_last(x: np.ndarray, g: Geometry, out: np.ndarray) -> np.ndarray
                 strides=(s_c, s_h, s_w, s_h, s_w, s_n))
             np.copyto(rows[c0:c1, r::g.sh, t::g.sw], view)
             return
-        for i in range(g.kh):
-            for j in range(g.kw):
-                a, phase_r = divmod(i * g.dh, g.sh)
-                b, phase_t = divmod(j * g.dw, g.sw)
-                if (phase_r, phase_t) == (r, t):
-                    np.copyto(rows[c0:c1, i, j], phase[:, a:a + ho, b:b + wo])
+        for i, j, a, b in reads[r, t]:
+            np.copyto(rows[c0:c1, i, j], phase[:, a:a + ho, b:b + wo])
 
-    _by_phase_and_channel(gather, phase_rows, phase_cols, c, out.size)
+    _by_phase_and_channel(gather, sorted(reads), c, out.size)
     return out
 
 
@@ -276,30 +294,27 @@ def col2im_batch_last(col: np.ndarray, shape: tuple[int, int, int, int], g: Geom
     ho, wo = g.out_size(h, w)
     slabs = col.reshape(c, g.kh, g.kw, ho, wo, n)
     plane_h, plane_w = -(-h // g.sh), -(-w // g.sw)
-    offsets = list(kernel_offsets(g, h, w, ho, wo))
+    by_phase = offsets_by_phase(g, h, w, ho, wo)
 
     def accumulate(r: int, t: int, c0: int, c1: int) -> None:  # pixels [r::sh, t::sw]
         plane = scratch("col2im.last", (c1 - c0, plane_h, plane_w, n), col.dtype, np)
         plane.fill(0)
-        for i, j, (ys, xs), (rows, cols) in offsets:
-            a, phase_r = divmod(rows.start, g.sh)
-            b, phase_t = divmod(cols.start, g.sw)
-            if (phase_r, phase_t) == (r, t):
-                plane[:, a:a + ys.stop - ys.start, b:b + xs.stop - xs.start] += \
-                    slabs[c0:c1, i, j, ys, xs]
+        for i, j, (ys, xs), (block_rows, block_cols) in by_phase.get((r, t), []):
+            plane[:, block_rows, block_cols] += slabs[c0:c1, i, j, ys, xs]
         target = out[:, c0:c1, r::g.sh, t::g.sw]
         np.copyto(target, plane[:, :target.shape[2], :target.shape[3]].transpose(3, 0, 1, 2))
 
-    _by_phase_and_channel(accumulate, range(g.sh), range(g.sw), c, out.size)
+    every_phase = [(r, t) for r in range(g.sh) for t in range(g.sw)]  # unread ones: 0
+    _by_phase_and_channel(accumulate, every_phase, c, out.size)
     return out
 
 
-def _by_phase_and_channel(run: Callable[[int, int, int, int], None], phase_rows: Sequence[int],
-                          phase_cols: Sequence[int], channels: int, elements: int) -> None:
-    """``run(r, t, c0, c1)`` for every stride phase (r, t) and channel, in parts at once:
-    the units (phase, channel) are disjoint, and there are enough of them to share
-    out evenly where the channels alone are few (conv1's three colours, 16 phases)."""
-    phases = [(r, t) for r in phase_rows for t in phase_cols]
+def _by_phase_and_channel(run: Callable[[int, int, int, int], None],
+                          phases: list[tuple[int, int]], channels: int, elements: int) -> None:
+    """``run(r, t, c0, c1)`` for each stride phase (r, t) of ``phases`` and channel, in
+    parts at once: the units (phase, channel) are disjoint, and there are enough of them
+    to share out evenly where the channels alone are few (conv1's three colours, 16
+    phases)."""
 
     def units(u0: int, u1: int) -> None:
         for p in range(u0 // channels, -(-u1 // channels)):
