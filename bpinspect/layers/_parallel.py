@@ -38,25 +38,31 @@ def workers() -> int:
     return max(1, min(cpus, 8))
 
 
-def parallel_parts(run: Callable[[int, int], None], total: int, elements: int) -> None:
+def parallel_parts(run: Callable[[int, int], None], total: int, elements: int,
+                   unit: int = 1) -> None:
     """``run(start, stop)`` over a split of ``range(total)`` into at most ``workers()``
     parts, at once on the pool; in one call when the work (``elements``) is small or
-    one part is all there is. An exception in a part is raised here."""
-    parts = min(workers(), total)
+    one part is all there is. The edges between parts are multiples of ``unit``, each
+    the one nearest an even split (a GEMM's blocks of rows: 363 rows in units of 192
+    split 192 + 171, where whole units alone would give one part of 363). An
+    exception in a part is raised here."""
+    parts = min(workers(), -(-total // unit))
     if parts <= 1 or elements < MIN_ELEMENTS:
         run(0, total)
         return
     global _pool
     if _pool is None or _pool._max_workers < parts:  # noqa: SLF001 (its size, read only)
         _pool = ThreadPoolExecutor(max_workers=parts, thread_name_prefix="bpinspect-part")
-    bounds = [total * k // parts for k in range(parts + 1)]
+    inner = {unit * ((2 * total * k + parts * unit) // (2 * parts * unit))
+             for k in range(1, parts)}  # unit * round(total * k / parts / unit)
+    bounds = [0, *sorted(e for e in inner if 0 < e < total), total]
     errors = np.geterr()  # NumPy's error handling is per thread: the parts get the caller's
 
     def part(start: int, stop: int) -> None:
         with np.errstate(**errors):
             run(start, stop)
 
-    futures = [_pool.submit(part, bounds[k], bounds[k + 1]) for k in range(1, parts)]
+    futures = [_pool.submit(part, bounds[k], bounds[k + 1]) for k in range(1, len(bounds) - 1)]
     run(bounds[0], bounds[1])  # this thread does the first part
     for future in futures:
         future.result()

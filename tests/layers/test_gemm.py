@@ -39,6 +39,7 @@ def test_an_fc6_sized_outer_product_at_batch_1() -> None:
 SPLIT_SHAPES = [(130, 7, 300),  # columns split, a ragged last block
                 (128, 1200, 3000),  # columns split, a long inner dimension
                 (400, 9, 70),  # too few columns: rows split, a ragged last block
+                (300, 9, 70),  # rows split into one ROW_ALIGN block and the rest
                 (40, 5, 60),  # neither: one call
                 (96, 50, 800)]  # add_product's transposed product: its rows split
 

@@ -52,6 +52,20 @@ def test_every_part_runs_once_and_an_error_in_a_part_is_raised(monkeypatch):
         _parallel.parallel_parts(fail, 10, 1 << 20)
 
 
+@pytest.mark.parametrize("total, unit, threads, parts", [
+    (363, 192, "2", [(0, 192), (192, 363)]),  # conv1's weight diff at 2 threads
+    (1728, 192, "2", [(0, 960), (960, 1728)]),  # 9 units: as even as whole units go
+    (400, 192, "3", [(0, 192), (192, 400)]),  # fewer parts than threads
+    (190, 192, "2", [(0, 190)]),  # one unit: one call
+    (10, 1, "3", [(0, 3), (3, 7), (7, 10)])])
+def test_part_edges_are_multiples_of_the_unit_nearest_an_even_split(
+        monkeypatch, total, unit, threads, parts):
+    monkeypatch.setenv("BPINSPECT_NUM_THREADS", threads)
+    seen = []
+    _parallel.parallel_parts(lambda a, b: seen.append((a, b)), total, 1 << 20, unit=unit)
+    assert sorted(seen) == parts
+
+
 def _in_threads(monkeypatch, run):
     """``run()`` with 1, 2 and 3 parts (every size split): the three results."""
     monkeypatch.setattr(_parallel, "MIN_ELEMENTS", 1)
