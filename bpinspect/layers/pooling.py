@@ -38,14 +38,14 @@ import numpy as np
 from bpinspect.backend import Array, get_array_module
 from bpinspect.engine.blob import Blob, overwritable
 from bpinspect.layers import _cuda
-from bpinspect.layers._im2col import Geometry, kernel_offsets, scratch
+from bpinspect.layers._im2col import Geometry, kernel_offsets
+from bpinspect.layers._max_pool_cpu import max_pool
 from bpinspect.layers._parallel import parallel_parts
 from bpinspect.layers.base import Layer, Shape
 from bpinspect.layers.registry import register
 
 MAX, AVE, STOCHASTIC = 0, 1, 2  # caffe.PoolingParameter.PoolMethod
 CEIL, FLOOR = 0, 1  # caffe.PoolingParameter.RoundMode
-FLT_MAX = 3.4028234663852886e38  # Caffe starts every max at -FLT_MAX, in any Dtype
 BINCOUNT_BINS = 1 << 18  # bins per bincount in MAX backward: a cache-sized block of planes
 
 
@@ -174,56 +174,9 @@ class Pooling(Layer):
                                                         self._cuda_geometry())
             return best
         best = top.array_to_overwrite("data", top_shape, x.dtype)
-        best.fill(-FLT_MAX)
-        # The winning window offset i * kw + j, small ints: cheap to update in every pass.
-        small = np.uint8 if self.kh * self.kw <= 255 else np.int32
-        offset = xp.zeros(top_shape, dtype=small)
-        offsets = list(self._offsets(x.shape, top_shape))
-        # offset -> flat index into the bottom plane: table[offset] + the window's start.
-        h0, w0 = self._window_starts(np, top_shape)
-        width = x.shape[3]
-        start = (h0[:, None] * width + w0[None, :]).reshape(-1)
-        table = np.asarray([(o // self.kw) * width + o % self.kw
-                            for o in range(self.kh * self.kw)], dtype=np.int64)
-        area = top_shape[2] * top_shape[3]
         # int64, as the CUDA path's mask; the last pass's array unless something holds it
         argmax = overwritable(self, "_argmax", top_shape, np.int64)
-        planes_argmax = argmax.reshape(-1, area)
-        n, c = x.shape[:2]
-        planes_x = x.reshape(n * c, *x.shape[2:])
-        planes_best = best.reshape(n * c, *top_shape[2:])
-        planes_offset = offset.reshape(n * c, *top_shape[2:])
-
-        def planes(p0: int, p1: int) -> None:  # planes p0..p1: disjoint, each alone
-            part_x, part_best, part_offset = planes_x[p0:p1], planes_best[p0:p1], \
-                planes_offset[p0:p1]
-            for i, j, (ys, xs), (rows, cols) in offsets:
-                sub = part_best[:, ys, xs]
-                shape = sub.shape
-                candidate = scratch("pool.candidate", shape, x.dtype, xp)
-                xp.copyto(candidate, part_x[:, rows, cols])  # contiguous: the passes are fast
-                wins = scratch("pool.wins", shape, np.bool_, xp)
-                xp.greater(candidate, sub, out=wins)  # strict: the first maximum stays
-                xp.fmax(candidate, sub, out=sub)  # = where(wins, candidate, sub); NaN never wins
-                # offset = where(wins, i * kw + j, offset), without a data-dependent branch
-                # (modular arithmetic in uint8 is exact for the value written; five times
-                # faster than copyto(..., where=wins)).
-                step = scratch("pool.step", shape, small, xp)
-                held = part_offset[:, ys, xs]
-                xp.subtract(small(i * self.kw + j), held, out=step)
-                xp.multiply(step, wins, out=step)
-                held += step
-            # The flat index of each winner, -1 where nothing won (in the same parts: the
-            # int64 passes would otherwise run on one core). An intp index: take converts
-            # a uint8 one itself, four times slower; "clip", as "raise" buffers the output.
-            flat = planes_argmax[p0:p1]
-            index = scratch("pool.index", flat.shape, np.intp, np)
-            np.copyto(index, part_offset.reshape(p1 - p0, area))
-            np.take(table, index, out=flat, mode="clip")
-            flat += start
-            np.copyto(flat, -1, where=part_best.reshape(p1 - p0, area) == -FLT_MAX)
-
-        parallel_parts(planes, n * c, x.size * len(offsets))
+        max_pool(x, self.geometry, best, argmax)
         self._argmax = argmax
         return best
 

@@ -10,7 +10,7 @@ import pytest
 
 from bpinspect.backend import to_host
 from bpinspect.errors import BpinspectError
-from bpinspect.layers import pooling
+from bpinspect.layers import _max_pool_cpu, pooling
 from bpinspect.layers.pooling import pooled_size
 from bpinspect.session.gradcheck import check_layer
 
@@ -240,6 +240,32 @@ def test_max_backward_in_blocks_of_planes(monkeypatch):
     layer.backward(tops, [True], bottoms)
     _, argmax = pool_reference(x, "MAX", 2, 2, 1, 1, 1, 1)
     np.testing.assert_allclose(bottoms[0].diff, max_backward_reference(dtop, argmax, x.shape))
+
+
+@pytest.mark.parametrize("text, geometry", [
+    ("kernel_size: 3 stride: 2", (3, 3, 2, 2, 0, 0)),  # pool1: the last window overhangs
+    ("kernel_size: 3 stride: 1 pad: 1", (3, 3, 1, 1, 1, 1)),  # one phase, padded
+    ("kernel_h: 2 kernel_w: 3 stride_h: 3 stride_w: 2 pad_h: 1 pad_w: 0",
+     (2, 3, 3, 2, 1, 0)),  # a stride over the kernel: rows no window reads
+    ("kernel_size: 1 stride: 2", (1, 1, 2, 2, 0, 0)),
+    ("kernel_size: 4 stride: 3 pad: 2", (4, 4, 3, 3, 2, 2))])
+@pytest.mark.parametrize("grid", [True, False], ids=["phase-grid", "gathered"])
+def test_max_forward_on_the_phase_grid_and_gathered_matches_loops(monkeypatch, text,
+                                                                   geometry, grid):
+    # Ties (small integers), NaN, -inf and -FLT_MAX, in blocks of a few planes.
+    monkeypatch.setattr(_max_pool_cpu, "GRID_WASTE", 1000 if grid else 0)
+    monkeypatch.setattr(_max_pool_cpu, "BLOCK_CELLS", 40)
+    rng = np.random.default_rng(len(text))
+    x = rng.integers(-3, 3, (2, 3, 9, 8)).astype(np.float32)
+    x[rng.random(x.shape) < 0.1] = np.nan
+    x[rng.random(x.shape) < 0.1] = -np.inf
+    x[0, 1] = np.nan  # a plane of nothing: -FLT_MAX and -1 everywhere
+    x[1, 2, :3, :3] = -FLT_MAX
+    layer = _layer(text, "MAX")
+    (top,), _, _ = run_forward(layer, [x])
+    expected, argmax = pool_reference(x.astype(np.float64), "MAX", *geometry)
+    np.testing.assert_array_equal(top, expected.astype(np.float32))
+    np.testing.assert_array_equal(layer.internals()["argmax"], argmax)
 
 
 def test_max_ties_go_to_the_first_in_scan_order(xp):
