@@ -57,6 +57,7 @@ BLOCK_ROWS = 128  # rows of the product per block: 128 x 9216 floats, 4.7 MB (in
 SMALL = 1 << 20  # elements of ``out`` below which the temporary does not matter
 _UNSET: Any = object()
 _blas: Any = _UNSET  # threadpoolctl's handle on the BLAS NumPy uses, None where it has none
+ROWS_FIRST_K = 1024  # inner size from which a conv weight diff runs as its transpose
 
 
 def _one_thread_blas() -> Any:
@@ -120,8 +121,11 @@ def add_product(out: Array, a: Array, b: Array, onto_zero: bool = False) -> None
                row_align=BLOCK_ROWS, columns=False)
         return
 
-    if m < n and a.flags.c_contiguous and b.T.flags.c_contiguous:  # a conv weight diff
-        _add_transposed_product(out, a, b, onto_zero)
+    if m < n and k >= ROWS_FIRST_K and a.flags.c_contiguous and b.T.flags.c_contiguous:
+        _add_transposed_product(out, a, b, onto_zero)  # a conv weight diff
+        return
+    if onto_zero and k > 1:  # as in _add_in_row_blocks: the GEMM's sum is 0 + a @ b
+        matmul(a, b, out)
         return
 
     def part(rows: slice, cols: slice) -> None:
@@ -138,9 +142,13 @@ def _add_transposed_product(out: np.ndarray, a: np.ndarray, b: np.ndarray,
                             onto_zero: bool) -> None:
     """``out += a @ b`` (or ``0 + a @ b``) through ``(a @ b)^T = b^T @ a^T``, for ``a`` and
     ``b^T`` row-major: a convolution's weight diff ``dY @ col^T``, whose rows (the
-    output channels) are fewer than its columns. OpenBLAS runs that product 10-15 %
-    faster with the many rows first (conv1, conv2 and conv5 of CaffeNet at batch 16:
-    12.0 -> 11.1, 11.1 -> 9.7, 3.8 -> 3.3 ms, transpose-add included). The parts are
+    output channels) are fewer than its columns. With a long inner dimension (a batch
+    of images) OpenBLAS's AVX-512 kernel runs that product 10-15 % faster with the many
+    rows first (conv1, conv2 and conv5 of CaffeNet at batch 16: 12.0 -> 11.1, 11.1 ->
+    9.7, 3.8 -> 3.3 ms, transpose-add included). With a short one (one image: conv2 to
+    conv5 at batch 1, k = 729 and 169) the transpose-add costs more than it saves: the
+    plain product, written in place, is 1-2 ms faster per layer there (AVX2 kernel, Zen
+    3 EPYC), so add_product takes this way from ``ROWS_FIRST_K`` on. The parts are
     blocks of the transposed product's rows; each element is the same dot product."""
     (m, k), n = a.shape, out.shape[1]
     product = scratch("gemm.transposed", (n, m), np.result_type(a, b), np)

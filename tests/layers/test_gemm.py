@@ -52,10 +52,13 @@ def _blas_kernel() -> str | None:
     return kernels[0] if kernels else None
 
 
+@pytest.mark.parametrize("rows_first", [True, False], ids=["rows-first", "direct"])
 @pytest.mark.parametrize("m, k, n", SPLIT_SHAPES)
-def test_products_in_parts_are_exact_and_do_not_depend_on_the_parts(monkeypatch, m, k, n):
+def test_products_in_parts_are_exact_and_do_not_depend_on_the_parts(monkeypatch, m, k, n,
+                                                                     rows_first):
     from bpinspect.layers import _parallel
 
+    monkeypatch.setattr(_gemm, "ROWS_FIRST_K", 1 if rows_first else 1 << 30)  # both ways
     monkeypatch.setattr(_parallel, "MIN_ELEMENTS", 1)  # split even these sizes
     rng = np.random.default_rng(m + n)
     a = rng.standard_normal((m, k)).astype(np.float32)
@@ -111,8 +114,10 @@ def test_the_blas_runs_one_thread_in_a_product_and_as_before_after_it() -> None:
 @pytest.mark.parametrize("m, k, n, b_transposed", [
     (4, 3, 5, False), (300, 1, 4000, False), (300, 2, 4000, False),
     (4, 3, 5, True), (96, 40, 800, True)])  # b = col.T: the transposed product
+@pytest.mark.parametrize("rows_first", [True, False], ids=["rows-first", "direct"])
 def test_onto_zero_writes_what_adding_onto_zeros_gives_without_reading_out(
-        m, k, n, b_transposed) -> None:
+        monkeypatch, m, k, n, b_transposed, rows_first) -> None:
+    monkeypatch.setattr(_gemm, "ROWS_FIRST_K", 1 if rows_first else 1 << 30)
     rng = np.random.default_rng(k)
     a = rng.standard_normal((m, k)).astype(np.float32)
     b = rng.standard_normal((k, n)).astype(np.float32)
