@@ -208,14 +208,15 @@ def col2im(col: Array, shape: tuple[int, int, int, int], g: Geometry,
 
     by_phase = offsets_by_phase(g, h, w, ho, wo)
 
-    def images(n0: int, n1: int) -> None:  # images n0..n1 of out: disjoint, summed alone
-        part = out[n0:n1]
+    def images(n0: int, n1: int, c0: int = 0, c1: int = c) -> None:
+        part = out[n0:n1, c0:c1]  # images n0..n1, channels c0..c1: disjoint, summed alone
         if strided:
             # The sum in phase planes, phase[r, t] = part[..., r::sh, t::sw]: each offset's
             # slab then lands on a unit-stride block instead of a strided one. Every
             # element gets the same terms in the same order from 0, so the sum is bit for
             # bit the one in place; the planes are written back interleaved at the end.
-            phases = scratch("col2im.phases", (g.sh, g.sw, n1 - n0, c, hp, wp), col.dtype, np)
+            phases = scratch("col2im.phases", (g.sh, g.sw, n1 - n0, c1 - c0, hp, wp),
+                             col.dtype, np)
             phases.fill(0)
         else:
             part.fill(0)  # its one phase plane is the image
@@ -223,14 +224,17 @@ def col2im(col: Array, shape: tuple[int, int, int, int], g: Geometry,
             plane = phases[r, t] if strided else part
             for i, j, (ys, xs), (block_rows, block_cols) in blocks:
                 plane[:, :, block_rows, block_cols] += \
-                    slabs[:, i, j, n0:n1, ys, xs].transpose(1, 0, 2, 3)
+                    slabs[c0:c1, i, j, n0:n1, ys, xs].transpose(1, 0, 2, 3)
         if strided:
             for r in range(g.sh):
                 for t in range(g.sw):
                     plane = part[:, :, r::g.sh, t::g.sw]
                     np.copyto(plane, phases[r, t, :, :, :plane.shape[2], :plane.shape[3]])
 
-    parallel_parts(images, n, out.size)
+    if n < workers() and c >= 2 * workers():  # one image (batch 1): by channel, as im2col
+        parallel_parts(lambda c0, c1: images(0, n, c0, c1), c, out.size)
+    else:
+        parallel_parts(images, n, out.size)
     return out
 
 

@@ -11,7 +11,9 @@ from bpinspect.layers._im2col import Geometry, col2im, im2col
 
 CASES = [((4, 3, 45, 45), Geometry(11, 11, 4, 4, 0, 0)),  # conv1-like, no pad
          ((3, 7, 17, 17), Geometry(5, 5, 1, 1, 2, 2)),  # pad: per-thread padded scratch
-         ((2, 5, 16, 16), Geometry(3, 3, 2, 2, 1, 1, 2, 2))]  # dilation and stride
+         ((2, 5, 16, 16), Geometry(3, 3, 2, 2, 1, 1, 2, 2)),  # dilation and stride
+         ((1, 6, 15, 15), Geometry(3, 3, 1, 1, 1, 1)),  # one image: split by channel
+         ((1, 3, 23, 23), Geometry(11, 11, 4, 4, 0, 0))]  # and with stride phases
 
 
 @pytest.mark.parametrize("shape, g", CASES)
