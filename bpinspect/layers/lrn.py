@@ -38,6 +38,9 @@ from bpinspect.layers.base import Layer, Shape
 from bpinspect.layers.registry import register
 
 ACROSS_CHANNELS, WITHIN_CHANNEL = 0, 1  # caffe.LRNParameter.NormRegion
+# Elements per block of images: norm1 of CaffeNet at batch 64, whole halves of the
+# batch per thread: forward 20 ms, backward 25; in blocks of this size: 10 and 12.5.
+BLOCK_ELEMENTS = 1 << 18
 
 
 def _window_sum(a: Array, axis: int, size: int, out: Array | None = None) -> Array:
@@ -167,7 +170,15 @@ class LRN(Layer):
 
     @staticmethod
     def _in_images(run: Callable[[int, int], None], x: Array) -> None:
-        if get_array_module(x) is np:
-            parallel_parts(run, x.shape[0], x.size)
-        else:
+        """``run(n0, n1)`` over blocks of images: on the CPU's cores, a few images at a
+        time, so that a block's temporaries stay in cache."""
+        if get_array_module(x) is not np:
             run(0, x.shape[0])
+            return
+        per_block = max(1, BLOCK_ELEMENTS // max(1, x[0].size))
+
+        def blocks(n0: int, n1: int) -> None:
+            for start in range(n0, n1, per_block):
+                run(start, min(start + per_block, n1))
+
+        parallel_parts(blocks, x.shape[0], x.size)

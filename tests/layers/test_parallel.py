@@ -214,6 +214,12 @@ def test_lrn_in_parts_equals_one_thread(monkeypatch, region):
 
     results = _in_threads(monkeypatch, run)
     _assert_bitwise_equal(results)
+    from bpinspect.layers import lrn
+
+    monkeypatch.setattr(lrn, "BLOCK_ELEMENTS", 1)  # and in blocks of one image
+    monkeypatch.setenv("BPINSPECT_NUM_THREADS", "2")
+    for got, want in zip(run(), results["1"], strict=True):
+        np.testing.assert_array_equal(got.view(np.uint8), want.view(np.uint8))
 
 
 def test_the_parts_keep_the_callers_numpy_error_handling(monkeypatch):
