@@ -12,6 +12,12 @@ the time of the net's own GEMMs alone (the same shapes on random operands:
 when --torch is given and torch is importable (it is never a dependency of
 bpinspect). On a GPU each layer is timed between device
 synchronizations.
+
+The ratios compare figures taken in turns: each run of the net is followed by
+one of PyTorch's forward, one of its forward + backward and one GEMM probe,
+and the medians are over those runs. A shared VM changes speed by a third
+within a minute; timed one after the other, the net and its references would
+see different machines, and their ratio would show that, not the code.
 """
 
 from __future__ import annotations
@@ -29,21 +35,28 @@ from bpinspect.engine.net import Net
 
 NET = Path(__file__).resolve().parent.parent / "nets" / "caffenet.prototxt"
 FWD_GFLOP_PER_IMAGE = 1.449  # conv1..fc8, counted in ../shared/BENCHMARKS.md
+SETTLE_S = 0.2  # pause before each timed item: OpenBLAS's threads spin about 0.1 s after a GEMM
 
 
-def gemm_gflops(xp, n: int = 2048, repeat: int = 5) -> float:
-    """float32 GEMM throughput of this device: the yardstick for the bound."""
-    a = xp.ones((n, n), dtype=np.float32)
-    b = xp.ones((n, n), dtype=np.float32)
-    a @ b
-    synchronize(xp)
-    times = []
-    for _ in range(repeat):
+class GemmProbe:
+    """float32 GEMM throughput of this device, a 2048^3 product: the yardstick for
+    the bound. ``once()`` times one product (GFLOP/s)."""
+
+    def __init__(self, xp, n: int = 2048) -> None:
+        self.xp, self.n = xp, n
+        self.a = xp.ones((n, n), dtype=np.float32)
+        self.b = xp.ones((n, n), dtype=np.float32)
+        self.once()  # warm
+
+    def once(self) -> float:
+        synchronize(self.xp)
         t = time.perf_counter()
-        a @ b
-        synchronize(xp)
-        times.append(time.perf_counter() - t)
-    return 2 * n**3 / statistics.median(times) / 1e9
+        self.a @ self.b
+        synchronize(self.xp)
+        return 2 * self.n**3 / (time.perf_counter() - t) / 1e9
+
+    def median(self, repeat: int = 5) -> float:
+        return statistics.median(self.once() for _ in range(repeat))
 
 
 def gemm_shapes(net: Net) -> list[tuple[int, int, int]]:
@@ -89,87 +102,113 @@ def time_gemms(xp, shapes: list[tuple[int, int, int]], warmup: int, repeat: int)
     return statistics.median(totals)
 
 
-def time_net(net: Net, warmup: int, repeat: int) -> dict[str, list[float]]:
-    """Per-layer forward and backward times (seconds) for each timed run."""
+def net_pass(net: Net) -> tuple[list[float], list[float], float, float]:
+    """One forward + backward: per-layer forward and backward seconds, and the
+    forward and forward + backward totals."""
     xp = net.device.xp
     n = len(net.layers)
-    fwd = [[] for _ in range(n)]
-    bwd = [[] for _ in range(n)]
-    totals_f, totals_fb = [], []
+    fwd, bwd = [0.0] * n, [0.0] * n
     top = net.blobs["fc8"]
-    for run in range(warmup + repeat):
+    synchronize(xp)
+    start = time.perf_counter()
+    for i in range(n):
+        t = time.perf_counter()
+        net.forward_layer(i)
         synchronize(xp)
-        start = time.perf_counter()
-        for i in range(n):
-            t = time.perf_counter()
-            net.forward_layer(i)
-            synchronize(xp)
-            if run >= warmup:
-                fwd[i].append(time.perf_counter() - t)
-        mid = time.perf_counter()
-        net.clear_param_diffs()
-        top.diff[...] = 0
-        top.diff[:, 281] = 1  # seed 003: the gradient of class 281's score
-        for i in reversed(range(n)):
-            t = time.perf_counter()
-            net.backward_layer(i)
-            synchronize(xp)
-            if run >= warmup:
-                bwd[i].append(time.perf_counter() - t)
-        end = time.perf_counter()
-        if run >= warmup:
-            totals_f.append(mid - start)
-            totals_fb.append(end - start)
-    return {"fwd": fwd, "bwd": bwd, "total_f": totals_f, "total_fb": totals_fb}
+        fwd[i] = time.perf_counter() - t
+    mid = time.perf_counter()
+    net.clear_param_diffs()
+    top.diff[...] = 0
+    top.diff[:, 281] = 1  # seed 003: the gradient of class 281's score
+    for i in reversed(range(n)):
+        t = time.perf_counter()
+        net.backward_layer(i)
+        synchronize(xp)
+        bwd[i] = time.perf_counter() - t
+    end = time.perf_counter()
+    return fwd, bwd, mid - start, end - start
 
 
-def torch_times(batch: int, warmup: int, repeat: int, cuda: bool) -> tuple[float, float] | None:
-    """The same CaffeNet in PyTorch (median fwd, fwd+bwd seconds), or None."""
-    try:
+def time_in_turns(net: Net, ref, probe: GemmProbe, warmup: int, repeat: int) -> dict:
+    """The net's passes, each followed by PyTorch's forward and forward + backward
+    (``ref``, when given) and one GEMM probe: every list holds one entry per timed run."""
+    t: dict = {"fwd": [[] for _ in net.layers], "bwd": [[] for _ in net.layers],
+               "total_f": [], "total_fb": [], "torch_f": [], "torch_fb": [], "gflops": []}
+    def settled(fn):  # another's spinning threads (OpenBLAS's, OpenMP's) have gone idle
+        time.sleep(SETTLE_S)
+        return fn()
+
+    for run in range(warmup + repeat):
+        fwd, bwd, total_f, total_fb = settled(lambda: net_pass(net))
+        torch_f, torch_fb = (settled(ref.fwd), settled(ref.fwd_bwd)) if ref else (None, None)
+        gflops = settled(probe.once)
+        if run < warmup:
+            continue
+        for i in range(len(net.layers)):
+            t["fwd"][i].append(fwd[i])
+            t["bwd"][i].append(bwd[i])
+        t["total_f"].append(total_f)
+        t["total_fb"].append(total_fb)
+        t["gflops"].append(gflops)
+        if ref:
+            t["torch_f"].append(torch_f)
+            t["torch_fb"].append(torch_fb)
+    return t
+
+
+class TorchCaffeNet:
+    """The same CaffeNet in PyTorch; ``fwd()`` and ``fwd_bwd()`` time one pass each
+    (seconds). ``load`` gives None where torch is not importable."""
+
+    @classmethod
+    def load(cls, batch: int, cuda: bool) -> TorchCaffeNet | None:
+        try:
+            import torch  # noqa: F401
+        except ImportError:
+            return None
+        return cls(batch, cuda)
+
+    def __init__(self, batch: int, cuda: bool) -> None:
         import torch
         from torch import nn
-    except ImportError:
-        return None
-    dev = "cuda" if cuda else "cpu"
-    model = nn.Sequential(
-        nn.Conv2d(3, 96, 11, stride=4), nn.ReLU(True), nn.MaxPool2d(3, 2, ceil_mode=True),
-        nn.LocalResponseNorm(5, 1e-4, 0.75, 1.0),
-        nn.Conv2d(96, 256, 5, padding=2, groups=2), nn.ReLU(True),
-        nn.MaxPool2d(3, 2, ceil_mode=True), nn.LocalResponseNorm(5, 1e-4, 0.75, 1.0),
-        nn.Conv2d(256, 384, 3, padding=1), nn.ReLU(True),
-        nn.Conv2d(384, 384, 3, padding=1, groups=2), nn.ReLU(True),
-        nn.Conv2d(384, 256, 3, padding=1, groups=2), nn.ReLU(True),
-        nn.MaxPool2d(3, 2, ceil_mode=True), nn.Flatten(),
-        nn.Linear(9216, 4096), nn.ReLU(True), nn.Dropout(0.5),
-        nn.Linear(4096, 4096), nn.ReLU(True), nn.Dropout(0.5), nn.Linear(4096, 1000),
-    ).to(dev).eval()
-    x = torch.randn(batch, 3, 227, 227, device=dev, requires_grad=True)
 
-    def sync() -> None:
-        if cuda:
-            torch.cuda.synchronize()
+        self.torch, self.cuda = torch, cuda
+        dev = "cuda" if cuda else "cpu"
+        self.model = nn.Sequential(
+            nn.Conv2d(3, 96, 11, stride=4), nn.ReLU(True), nn.MaxPool2d(3, 2, ceil_mode=True),
+            nn.LocalResponseNorm(5, 1e-4, 0.75, 1.0),
+            nn.Conv2d(96, 256, 5, padding=2, groups=2), nn.ReLU(True),
+            nn.MaxPool2d(3, 2, ceil_mode=True), nn.LocalResponseNorm(5, 1e-4, 0.75, 1.0),
+            nn.Conv2d(256, 384, 3, padding=1), nn.ReLU(True),
+            nn.Conv2d(384, 384, 3, padding=1, groups=2), nn.ReLU(True),
+            nn.Conv2d(384, 256, 3, padding=1, groups=2), nn.ReLU(True),
+            nn.MaxPool2d(3, 2, ceil_mode=True), nn.Flatten(),
+            nn.Linear(9216, 4096), nn.ReLU(True), nn.Dropout(0.5),
+            nn.Linear(4096, 4096), nn.ReLU(True), nn.Dropout(0.5), nn.Linear(4096, 1000),
+        ).to(dev).eval()
+        self.x = torch.randn(batch, 3, 227, 227, device=dev, requires_grad=True)
 
-    def timed(fn) -> float:
-        times = []
-        for run in range(warmup + repeat):
-            sync()
-            t = time.perf_counter()
-            fn()
-            sync()
-            if run >= warmup:
-                times.append(time.perf_counter() - t)
-        return statistics.median(times)
+    def _timed(self, fn) -> float:
+        if self.cuda:
+            self.torch.cuda.synchronize()
+        t = time.perf_counter()
+        fn()
+        if self.cuda:
+            self.torch.cuda.synchronize()
+        return time.perf_counter() - t
 
-    def fwd() -> None:
-        with torch.no_grad():
-            model(x)
+    def fwd(self) -> float:
+        def run() -> None:
+            with self.torch.no_grad():
+                self.model(self.x)
+        return self._timed(run)
 
-    def fwd_bwd() -> None:
-        model.zero_grad(set_to_none=False)
-        out = model(x)
-        out[:, 281].sum().backward()
-
-    return timed(fwd), timed(fwd_bwd)
+    def fwd_bwd(self) -> float:
+        def run() -> None:
+            self.model.zero_grad(set_to_none=False)
+            out = self.model(self.x)
+            out[:, 281].sum().backward()
+        return self._timed(run)
 
 
 def main() -> None:
@@ -185,9 +224,10 @@ def main() -> None:
     device = select_device(args.device)
     xp = device.xp
     with device.use():
-        gflops = gemm_gflops(xp)
+        probe = GemmProbe(xp)
         where = device.name if device.is_gpu else cpu_name()
-        print(f"device: {where}; NumPy {np.__version__}; float32 GEMM {gflops:.0f} GFLOP/s")
+        print(f"device: {where}; NumPy {np.__version__}; float32 GEMM {probe.median():.0f} "
+              "GFLOP/s (the bound below: the median of the probes taken in turns)")
         if not device.is_gpu:
             print(f"BLAS: {blas_line()}")
             warning = forced_kernel_warning()
@@ -202,15 +242,18 @@ def main() -> None:
             net.reshape()
             data = np.random.default_rng(0).standard_normal((batch, 3, 227, 227))
             net.blobs["data"].data[...] = xp.asarray(data, dtype=np.float32)
-            t = time_net(net, args.warmup, args.repeat)
+            ref = TorchCaffeNet.load(batch, device.is_gpu) if args.torch else None
+            t = time_in_turns(net, ref, probe, args.warmup, args.repeat)
             f_ms = statistics.median(t["total_f"]) * 1e3
             fb_ms = statistics.median(t["total_fb"]) * 1e3
+            gflops = statistics.median(t["gflops"])
             bound_ms = 3 * FWD_GFLOP_PER_IMAGE * batch / gflops * 1e3
             gemm_ms = time_gemms(xp, gemm_shapes(net), args.warmup, args.repeat) * 1e3
-            ref = (torch_times(batch, args.warmup, args.repeat, device.is_gpu)
-                   if args.torch else None)
-            ref_cols = (f"{ref[0] * 1e3:10.1f} {ref[1] * 1e3:9.1f} {fb_ms / (ref[1] * 1e3):9.2f}"
-                        if ref else f"{'-':>10} {'-':>9} {'-':>9}")
+            if ref:
+                torch_f, torch_fb = (statistics.median(t[k]) * 1e3 for k in ("torch_f", "torch_fb"))
+                ref_cols = f"{torch_f:10.1f} {torch_fb:9.1f} {fb_ms / torch_fb:9.2f}"
+            else:
+                ref_cols = f"{'-':>10} {'-':>9} {'-':>9}"
             outside = 1 - gemm_ms / fb_ms
             share = f"{outside:8.0%}" if outside >= 0 else f"{'-':>8}"
             print(f"{batch:5d} {f_ms:9.1f} {fb_ms:11.1f} {bound_ms:14.1f} "
