@@ -70,11 +70,11 @@ def max_pool(x: np.ndarray, g: Geometry, best: np.ndarray, argmax: np.ndarray) -
         flat += start
         np.copyto(flat, -1, where=planes_best[p0:p1].reshape(flat.shape) == -FLT_MAX)
 
-    def blocks(b0: int, b1: int) -> None:
-        for p0 in range(b0 * per_block, min(b1 * per_block, planes), per_block):
-            block(p0, min(p0 + per_block, planes))
+    def blocks(start: int, stop: int) -> None:  # a thread's planes, a block at a time
+        for p0 in range(start, stop, per_block):
+            block(p0, min(p0 + per_block, stop))
 
-    parallel_parts(blocks, -(-planes // per_block), x.size * g.kh * g.kw)
+    parallel_parts(blocks, planes, x.size * g.kh * g.kw)  # split by plane: even parts
 
 
 def _take(candidate: np.ndarray, best: np.ndarray, held: np.ndarray, offset: int,
