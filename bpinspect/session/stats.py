@@ -178,12 +178,12 @@ def _blocked_histogram(x: np.ndarray, bins: int,
     def extremes(b0: int, b1: int) -> None:
         for b in range(b0, b1):
             block = x[b * BLOCK:(b + 1) * BLOCK]
-            ok = np.isfinite(block)
-            finite[b] = np.count_nonzero(ok)
-            if finite[b] < block.size:
-                block = block[ok]
-            if value_range is None and block.size:
-                lows[b], highs[b] = block.min(), block.max()
+            lo, hi = block.min(), block.max()
+            if not (np.isfinite(lo) and np.isfinite(hi)):  # NaN or Inf in this block
+                block = block[np.isfinite(block)]
+                lo, hi = (block.min(), block.max()) if block.size else (np.inf, -np.inf)
+            finite[b] = block.size
+            lows[b], highs[b] = lo, hi
 
     parallel_parts(extremes, blocks, count)
     nonfinite = count - int(finite.sum())
@@ -193,14 +193,78 @@ def _blocked_histogram(x: np.ndarray, bins: int,
         lo, hi = value_range
     if lo == hi:  # a constant blob: one visible bar in the middle
         lo, hi = lo - 0.5, hi + 0.5
-    parts: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    edges = np.histogram_bin_edges(x[:0], bins=bins, range=(lo, hi))
+    parts: dict[int, np.ndarray] = {}
 
     def histogram(b0: int, b1: int) -> None:
-        parts[b0] = np.histogram(x[b0 * BLOCK:b1 * BLOCK], bins=bins, range=(lo, hi))
+        binning = _Binning(x.dtype, lo, hi, edges)
+        counts = np.zeros(bins, dtype=np.int64)
+        for b in range(b0, b1):
+            counts += binning.counts(x[b * BLOCK:(b + 1) * BLOCK])
+        parts[b0] = counts
 
     parallel_parts(histogram, blocks, count)
-    counts = sum(c.astype(np.int64) for c, _ in parts.values())
-    return counts, parts[min(parts)][1], nonfinite
+    return sum(parts.values()), edges, nonfinite
+
+
+class _Binning:
+    """np.histogram's own steps for equal bins over (lo, hi), one block of at most
+    ``BLOCK`` values at a time, in buffers made once, so every value gets NumPy's
+    bin: the values in range; index = (x - lo) / (hi - lo) * bins truncated, in
+    NumPy's dtypes; x at hi into the last bin; one bin down where x is below the
+    bin's left edge, else one up where it is at or past its right edge (never past
+    the last bin). NumPy allocates a dozen temporaries per block and moves indices
+    through boolean masks, which takes most of its time.
+
+    Both corrections are read off the first index: where NumPy steps down, x is
+    below that bin's left edge, so below its right edge too, and NumPy's step-up
+    test (on the lowered index, against the same edge) fails. So the step-up test
+    can use the unlowered index, with +inf as the last bin's right edge."""
+
+    def __init__(self, dtype: np.dtype, lo: float, hi: float, edges: np.ndarray) -> None:
+        self.lo, self.hi, self.bins = lo, hi, edges.size - 1
+        self.left = edges[:-1].copy()
+        self.right = np.append(edges[1:-1], np.inf).astype(edges.dtype)
+        # As NumPy: the differences in the array's dtype, over a float64 width.
+        self.diff_type = np.result_type(dtype, lo)
+        self.width = np.subtract(hi, lo, dtype=np.result_type(hi, lo))
+        position_type = np.result_type(self.diff_type, self.width)
+        self.keep = np.empty(BLOCK, dtype=np.bool_)
+        self.down = np.empty(BLOCK, dtype=np.bool_)
+        self.up = np.empty(BLOCK, dtype=np.bool_)
+        self.step = np.empty(BLOCK, dtype=np.int8)
+        self.diff = np.empty(BLOCK, dtype=self.diff_type)
+        self.position = np.empty(BLOCK, dtype=position_type)
+        self.index = np.empty(BLOCK, dtype=np.intp)
+        self.edge = np.empty(BLOCK, dtype=edges.dtype)
+
+    def counts(self, block: np.ndarray) -> np.ndarray:
+        m = block.size
+        keep, up = self.keep[:m], self.up[:m]
+        np.greater_equal(block, self.lo, out=keep)
+        np.less_equal(block, self.hi, out=up)
+        keep &= up
+        if not keep.all():
+            block = block[keep]
+            m = block.size
+        diff, position, index, edge, down, up, step = (
+            a[:m] for a in (self.diff, self.position, self.index, self.edge, self.down,
+                            self.up, self.step))
+        np.subtract(block, self.lo, out=diff, dtype=self.diff_type)
+        np.copyto(position, diff)  # exact; then the division as NumPy's, in its dtype
+        np.divide(position, self.width, out=position)
+        np.multiply(position, self.bins, out=position)
+        np.copyto(index, position, casting="unsafe")  # astype(intp): truncation
+        np.minimum(index, self.bins - 1, out=index)  # x at hi (index = bins)
+        # index is in [0, bins - 1] (x >= lo = the first edge), so "clip" never
+        # clips; it takes no buffered path, as "raise" does.
+        np.take(self.left, index, out=edge, mode="clip")
+        np.less(block, edge, out=down)
+        np.take(self.right, index, out=edge, mode="clip")
+        np.greater_equal(block, edge, out=up)
+        np.subtract(up.view(np.int8), down.view(np.int8), out=step)
+        index += step
+        return np.bincount(index, minlength=self.bins)
 
 
 def compute_histogram(

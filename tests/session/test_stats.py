@@ -153,3 +153,26 @@ def test_blocked_histogram_is_numpys_exactly(monkeypatch, threads):
     constant = np.full(stats.BIG, 2.0, dtype=np.float32)
     h = compute_histogram(constant, bins=4)
     assert h.total == stats.BIG and h.edges[0] < 2 < h.edges[-1]
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_blocked_histogram_bins_edge_values_as_numpy(dtype):
+    # Values on and one step either side of every edge, where the index computed
+    # from (x - lo) / (hi - lo) * bins lands in the wrong bin and NumPy's corrections
+    # decide; ranges not representable in the dtype; the range's own ends.
+    rng = np.random.default_rng(4)
+    for lo, hi, bins in ((-0.1, 0.3, 32), (-1.0, 1.0, 7), (0.0, 1e-3, 10)):
+        edges = np.histogram_bin_edges(np.zeros(0, dtype), bins=bins, range=(lo, hi))
+        near = np.concatenate([edges, np.nextafter(edges, -np.inf), np.nextafter(edges, np.inf)])
+        values = np.concatenate([
+            rng.uniform(lo - 0.1 * (hi - lo), hi + 0.1 * (hi - lo), stats.BIG),
+            np.repeat(near, 97)]).astype(dtype)
+        rng.shuffle(values)
+        h = compute_histogram(values, bins=bins, value_range=(lo, hi))
+        counts, numpy_edges = np.histogram(values, bins=bins, range=(lo, hi))
+        np.testing.assert_array_equal(h.counts, counts)
+        np.testing.assert_array_equal(h.edges, numpy_edges.astype(np.float64))
+        free = compute_histogram(values, bins=bins)  # the range from the data
+        counts, _ = np.histogram(values, bins=bins,
+                                 range=(float(values.min()), float(values.max())))
+        np.testing.assert_array_equal(free.counts, counts)
