@@ -70,6 +70,7 @@ from bpinspect.io.caffemodel import blob_shape, format_shape, shape_equals
 from bpinspect.io.net_hdf5 import read_solverstate_hdf5, write_solverstate_hdf5
 from bpinspect.io.solver_prototxt import load_solver, upgrade_solver_type
 from bpinspect.io.solverstate import history_to_array, read_solverstate, write_solverstate
+from bpinspect.layers._parallel import parallel_parts
 from bpinspect.proto import caffe_pb2
 
 __all__ = [
@@ -521,26 +522,38 @@ class Solver:
         On the CPU the arrays are walked in chunks small enough to stay in the
         cache, so each element is read and written about once rather than once
         per operation (a whole-array pass per operation made the update a sixth
-        of a CaffeNet iteration). Each element's arithmetic is the same either way.
+        of a CaffeNet iteration), and the chunks are split over the cores
+        (``_parallel``). Each element's arithmetic is the same either way, and the
+        sums of squares are added in chunk order whatever the threads.
         """
         xp = blob.xp
         diff_all, data_all = blob.diff.reshape(-1), blob.data.reshape(-1)
         history_all = [h.reshape(-1) for h in history]
-        data_sq = update_sq = after_sq = 0.0
-        for part in _chunks(diff_all.size, xp):
-            diff, data = diff_all[part], data_all[part]
-            if clip_scale is not None:
-                diff *= clip_scale
-            if normalize is not None:  # Caffe scales by the reciprocal of iter_size
-                diff *= normalize
-            if local_decay:
-                diff += local_decay * (data if regularization == "L2" else xp.sign(data))
-            self.rule.compute_update_value(diff, [h[part] for h in history_all], local_rate,
-                                           self.iter)
-            data_sq += _sumsq(data)
-            update_sq += _sumsq(diff)
-            data -= diff  # Net::Update
-            after_sq += _sumsq(data)
+        parts = _chunks(diff_all.size, xp)
+        sums = np.zeros((len(parts), 3))  # per chunk: data before, update, data after
+
+        def update(c0: int, c1: int) -> None:
+            for c in range(c0, c1):
+                part = parts[c]
+                diff, data = diff_all[part], data_all[part]
+                if clip_scale is not None:
+                    diff *= clip_scale
+                if normalize is not None:  # Caffe scales by the reciprocal of iter_size
+                    diff *= normalize
+                if local_decay:
+                    diff += local_decay * (data if regularization == "L2" else xp.sign(data))
+                self.rule.compute_update_value(diff, [h[part] for h in history_all],
+                                               local_rate, self.iter)
+                sums[c, 0] = _sumsq(data)
+                sums[c, 1] = _sumsq(diff)
+                data -= diff  # Net::Update
+                sums[c, 2] = _sumsq(data)
+
+        if xp is np:
+            parallel_parts(update, len(parts), diff_all.size)
+        else:
+            update(0, len(parts))
+        data_sq, update_sq, after_sq = (sum(sums[:, k].tolist()) for k in range(3))
         return data_sq, update_sq, after_sq
 
     def finish_iteration(self, loss: float) -> tuple[str, str] | None:
@@ -779,8 +792,10 @@ class Solver:
         )
 
 
-_CHUNK = 1 << 16
-"""Elements per chunk of the CPU update: a few such float32 arrays fit in L2."""
+_CHUNK = 1 << 17
+"""Elements per chunk of the CPU update: its arrays stay in L2/L3, and the dozen
+NumPy calls per chunk cost little beside its work (CaffeNet's update, 61 M
+params on 2 threads: 64 K 93 ms, 128 K 82, 256 K 84, 1 M 119)."""
 
 
 def _chunks(size: int, xp: Any) -> list[slice]:

@@ -276,6 +276,38 @@ def test_step_matches_reference(kind, config):
 
 
 @pytest.mark.parametrize("kind", TYPES)
+def test_the_update_in_chunks_over_threads_is_the_same_bits(kind, monkeypatch):
+    """The CPU update walks each param in chunks, split over the threads: chunks of
+    two values (w1's nine in five) over three threads give the reference's steps
+    and, bit for bit, the single-threaded run's params, history and report."""
+    from bpinspect.engine import solver as solver_module
+    from bpinspect.layers import _parallel
+
+    monkeypatch.setattr(solver_module, "_CHUNK", 2)
+    monkeypatch.setattr(_parallel, "MIN_ELEMENTS", 1)  # threads even for tiny params
+    runs = {}
+    for threads in ("1", "3"):
+        monkeypatch.setenv("BPINSPECT_NUM_THREADS", threads)
+        solver, ref = make(kind, CONFIGS["step-l2"] | {"clip_gradients": 0.5})
+        reports = []
+        for _ in range(3):
+            ref.iteration([X1])
+            solver.begin_iteration()
+            solver.forward_backward()
+            reports.append(solver.apply_update())
+            solver.finish_iteration(0.0)
+        check_params(solver, ref)
+        runs[threads] = ([solver.net.params[k[0]][k[1]].data.copy() for k in KEYS],
+                         [h.copy() for h in solver.history],
+                         [(r.grad_norm, [(p.update_norm, p.data_norm_after)
+                                         for p in r.params.values()]) for r in reports])
+    (data1, hist1, rep1), (data3, hist3, rep3) = runs["1"], runs["3"]
+    for a, b in zip(data1 + hist1, data3 + hist3, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert rep1 == rep3
+
+
+@pytest.mark.parametrize("kind", TYPES)
 def test_apply_update_report(kind):
     """Driving the parts by hand, iter_size 2 with two different batches, clipping active."""
     cfg = {"lr_policy": "step", "stepsize": 1, "gamma": 0.5, "weight_decay": 0.01,
