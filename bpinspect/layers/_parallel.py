@@ -23,6 +23,7 @@ import numpy as np
 __all__ = ["flat_parts", "parallel_parts", "workers"]
 
 MIN_ELEMENTS = 1 << 16  # below this a part's work is less than handing it to a thread
+CHEAP_PER_VALUE = 8  # an element-wise loop's values per unit of ``elements``
 _pool: ThreadPoolExecutor | None = None
 
 
@@ -41,11 +42,14 @@ def workers() -> int:
 def parallel_parts(run: Callable[[int, int], None], total: int, elements: int,
                    unit: int = 1) -> None:
     """``run(start, stop)`` over a split of ``range(total)`` into at most ``workers()``
-    parts, at once on the pool; in one call when the work (``elements``) is small or
-    one part is all there is. The edges between parts are multiples of ``unit``, each
-    the one nearest an even split (a GEMM's blocks of rows: 363 rows in units of 192
-    split 192 + 171, where whole units alone would give one part of 363). An
-    exception in a part is raised here."""
+    parts, at once on the pool; in one call when the work (``elements``, about the
+    values it reads and writes) is under ``MIN_ELEMENTS`` or one part is all there is.
+    Handing a part to a thread and taking its result back costs some 40-100 us on a
+    2-core VM, so work made of cheap loops or of many small NumPy calls counts less.
+    The edges between parts are multiples of ``unit``, each the one nearest an even
+    split (a GEMM's blocks of rows: 363 rows in units of 192 split 192 + 171, where
+    whole units alone would give one part of 363). An exception in a part is raised
+    here."""
     parts = min(workers(), -(-total // unit))
     if parts <= 1 or elements < MIN_ELEMENTS:
         run(0, total)
@@ -79,6 +83,8 @@ def flat_parts(run: Callable[..., None], *arrays: Any) -> bool:
     if any(a.size != size for a in arrays):
         return False
     flat = [a.reshape(-1) for a in arrays]
+    # One cheap loop per part: a split pays from about 512K values an array (ReLU at
+    # batch 1, bench/threads.py: relu1's 290K values 1.4x slower split, relu3's 65K 2x).
     parallel_parts(lambda start, stop: run(*(f[start:stop] for f in flat)), size,
-                   size * len(arrays))
+                   -(-size // CHEAP_PER_VALUE))
     return True
