@@ -17,36 +17,15 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import time
-from pathlib import Path
 
 import numpy as np
 from _machine import blas_line, cpu_name
+from caffenet import NET, net_pass
 
 from bpinspect.backend import select_device
 from bpinspect.engine.net import Net
 
-NET = Path(__file__).resolve().parent.parent / "nets" / "caffenet.prototxt"
 SETTINGS = {"threads": None, "one": "1"}  # BPINSPECT_NUM_THREADS for each
-
-
-def layer_pass(net: Net) -> tuple[list[float], list[float]]:
-    """One forward + backward (the gradient of class 281's score): per-layer seconds."""
-    n = len(net.layers)
-    fwd, bwd = [0.0] * n, [0.0] * n
-    for i in range(n):
-        t = time.perf_counter()
-        net.forward_layer(i)
-        fwd[i] = time.perf_counter() - t
-    net.clear_param_diffs()
-    top = net.blobs["fc8"]
-    top.diff[...] = 0
-    top.diff[:, 281] = 1
-    for i in reversed(range(n)):
-        t = time.perf_counter()
-        net.backward_layer(i)
-        bwd[i] = time.perf_counter() - t
-    return fwd, bwd
 
 
 def use(setting: str | None) -> None:
@@ -74,7 +53,7 @@ def main() -> None:
     for run in range(args.warmup + args.repeat):
         for name, setting in SETTINGS.items():
             use(setting)
-            fwd, bwd = layer_pass(net)
+            fwd, bwd, _, _ = net_pass(net)
             if run >= args.warmup:
                 times[name][0].append(fwd)
                 times[name][1].append(bwd)

@@ -35,6 +35,7 @@ __all__ = ["max_pool"]
 FLT_MAX = 3.4028234663852886e38  # Caffe starts every max at -FLT_MAX, in any Dtype
 BLOCK_CELLS = 1 << 17  # top cells per block of planes: its passes stay in cache
 GRID_WASTE = 2  # the phase grid is used while it has at most this many cells per top cell
+CELLS_PER_ELEMENT = 2  # top cells per unit of parallel_parts' work (its MIN_ELEMENTS)
 
 
 def max_pool(x: np.ndarray, g: Geometry, best: np.ndarray, argmax: np.ndarray) -> None:
@@ -74,12 +75,12 @@ def max_pool(x: np.ndarray, g: Geometry, best: np.ndarray, argmax: np.ndarray) -
         for p0 in range(start, stop, per_block):
             block(p0, min(p0 + per_block, stop))
 
-    # Split by plane: even parts. Each part makes kh x kw passes of a few NumPy calls
-    # over its cells, small calls where the planes are few; a split pays from about
-    # 64K cells a part (bench/threads.py at batch 1, split over 2: pool5's 128 planes
-    # of 7 x 7 cells a part 2.8x slower, pool1's 48 of 28 x 28 1.6x).
+    # Split by plane: even parts. The work is kh x kw passes of a few NumPy calls over
+    # the cells, small calls where the planes are few: a split pays from about 128K
+    # cells (bench/threads.py at batch 1, two parts: pool5's 12.5K cells 2.8x slower
+    # split, pool1's 75K 1.6x), so a cell counts as half an element.
     cells = planes * (grid[0] * grid[1] if on_grid else ho * wo)
-    parallel_parts(blocks, planes, -(-cells // 2))
+    parallel_parts(blocks, planes, -(-cells // CELLS_PER_ELEMENT))
 
 
 def _take(candidate: np.ndarray, best: np.ndarray, held: np.ndarray, offset: int,

@@ -42,8 +42,9 @@ def workers() -> int:
 def parallel_parts(run: Callable[[int, int], None], total: int, elements: int,
                    unit: int = 1) -> None:
     """``run(start, stop)`` over a split of ``range(total)`` into at most ``workers()``
-    parts, at once on the pool; in one call when the work (``elements``, about the
-    values it reads and writes) is under ``MIN_ELEMENTS`` or one part is all there is.
+    parts, at once on the pool; in one call when the work (``elements``: about one per
+    value a loop reads or writes, per multiply-add of a GEMM) is under ``MIN_ELEMENTS``
+    or one part is all there is.
     Handing a part to a thread and taking its result back costs some 40-100 us on a
     2-core VM, so work made of cheap loops or of many small NumPy calls counts less.
     The edges between parts are multiples of ``unit``, each the one nearest an even
