@@ -63,15 +63,18 @@ def server():
                 process.wait()
 
 
-async def app_screen(port: int, wanted: bytes, seconds: float = 60) -> bytes:
-    """What the app writes to a browser of 160x50 cells, until ``wanted`` is in it."""
+async def app_screen(port: int, *wanted: bytes, seconds: float = 60) -> bytes:
+    """What the app writes to a browser of 160x50 cells, until all of ``wanted`` is in it.
+
+    The app paints in several frames: its status line can arrive before its schedule."""
     import aiohttp
 
     received = b""
     async with aiohttp.ClientSession() as session, session.ws_connect(
             f"http://127.0.0.1:{port}/ws?width=160&height=50") as ws:
         deadline = time.monotonic() + seconds
-        while wanted not in received and time.monotonic() < deadline:
+        while (not all(part in received for part in wanted)
+               and time.monotonic() < deadline):
             try:
                 message = await asyncio.wait_for(ws.receive(), 5)
             except asyncio.TimeoutError:
@@ -93,7 +96,7 @@ def test_serve_gives_textual_serves_page_for_the_net(server):
 
 def test_the_app_starts_over_the_websocket_and_the_server_stops_cleanly(server):
     process, port, _ = server
-    screen = asyncio.run(app_screen(port, b"loaded LRNPool"))
+    screen = asyncio.run(app_screen(port, b"loaded LRNPool", b"norm1"))
     assert b"loaded LRNPool" in screen  # the status line of our app, with the net loaded
     assert b"norm1" in screen  # its schedule, with the layer given to --break
     process.send_signal(signal.SIGTERM)
