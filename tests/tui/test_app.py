@@ -375,8 +375,11 @@ async def test_loading_shows_how_far_it_got(tmp_path) -> None:
             await pilot.pause(0.02)
             if reading.is_set():
                 break
-        await pilot.pause(0.1)
         screen = main_screen(app)
+        for _ in range(100):  # the report reaches the screen as a message, a moment later
+            await pilot.pause(0.05)
+            if f"reading {weights} (MB)  1/1" in screen.status.text:
+                break
         bar = screen.query_one(ProgressBar)
         assert f"reading {weights} (MB)  1/1" in screen.status.text
         assert bar.total == 1 and bar.progress == 1 and screen.status.has_class("-running")
