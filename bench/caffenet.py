@@ -102,6 +102,16 @@ def time_gemms(xp, shapes: list[tuple[int, int, int]], warmup: int, repeat: int)
     return statistics.median(totals)
 
 
+def caffenet_at(batch: int, device) -> Net:
+    """CaffeNet with seeded weights and a seeded random batch of ``batch`` images."""
+    net = Net(NET, device=device, seed=0)
+    net.blobs["data"].reshape((batch, 3, 227, 227))
+    net.reshape()
+    data = np.random.default_rng(0).standard_normal((batch, 3, 227, 227))
+    net.blobs["data"].data[...] = device.xp.asarray(data, dtype=np.float32)
+    return net
+
+
 def net_pass(net: Net) -> tuple[list[float], list[float], float, float]:
     """One forward + backward: per-layer forward and backward seconds, and the
     forward and forward + backward totals."""
@@ -237,11 +247,7 @@ def main() -> None:
               f"{'ratio to bound':>14} {'its GEMMs':>10} {'outside':>8} "
               f"{'torch fwd':>10} {'torch fb':>9} {'ratio fb':>9}")
         for batch in args.batch:
-            net = Net(NET, device=device, seed=0)
-            net.blobs["data"].reshape((batch, 3, 227, 227))
-            net.reshape()
-            data = np.random.default_rng(0).standard_normal((batch, 3, 227, 227))
-            net.blobs["data"].data[...] = xp.asarray(data, dtype=np.float32)
+            net = caffenet_at(batch, device)
             ref = TorchCaffeNet.load(batch, device.is_gpu) if args.torch else None
             t = time_in_turns(net, ref, probe, args.warmup, args.repeat)
             f_ms = statistics.median(t["total_f"]) * 1e3

@@ -18,12 +18,10 @@ import argparse
 import os
 import statistics
 
-import numpy as np
 from _machine import blas_line, cpu_name
-from caffenet import NET, net_pass
+from caffenet import caffenet_at, net_pass
 
 from bpinspect.backend import select_device
-from bpinspect.engine.net import Net
 
 SETTINGS = {"threads": None, "one": "1"}  # BPINSPECT_NUM_THREADS for each
 
@@ -44,11 +42,7 @@ def main() -> None:
     given = os.environ.get("BPINSPECT_NUM_THREADS")
 
     device = select_device("cpu")
-    net = Net(NET, device=device, seed=0)
-    net.blobs["data"].reshape((args.batch, 3, 227, 227))
-    net.reshape()
-    rng = np.random.default_rng(0)
-    net.blobs["data"].data[...] = rng.standard_normal((args.batch, 3, 227, 227))
+    net = caffenet_at(args.batch, device)
     times = {name: ([], []) for name in SETTINGS}  # per run: forward and backward lists
     for run in range(args.warmup + args.repeat):
         for name, setting in SETTINGS.items():
